@@ -1,0 +1,37 @@
+/*
+ * The REST API under /api/v1 (and /metrics, /healthz), served by libevent's
+ * evhttp on the daemon's event loop. Routes live in one static table
+ * {method, path pattern, handler, minimum role}; every route declares its
+ * permission and a request is denied unless its token's role reaches it.
+ * Errors are JSON {"error": code, "detail": text} with the matching status.
+ * The API talks to domain modules (registry, telemetry, tokens), never SQL.
+ */
+#ifndef DROVER_API_API_H
+#define DROVER_API_API_H
+
+#include "core/config.h"
+#include "registry/registry.h"
+#include "store/store.h"
+
+struct event_base;
+struct evbuffer;
+
+typedef struct api api_t;
+
+typedef struct api_deps {
+    store_t *store;
+    registry_t *registry;
+    const config_t *config;
+    /* Appends Prometheus text-format lines for the MQTT side to buf. */
+    void (*metrics)(void *ctx, struct evbuffer *buf);
+    void *metrics_ctx;
+} api_deps_t;
+
+/* Binds host:port and serves on base. deps is copied; what it points to is
+ * borrowed and must outlive the api. Returns 0, or -EADDRINUSE / -EACCES /
+ * -EINVAL (with the OS reason logged by the caller). */
+int api_new(struct event_base *base, const char *host, int port, const api_deps_t *deps,
+            api_t **out);
+void api_free(api_t *api);
+
+#endif

@@ -1,0 +1,146 @@
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+void config_defaults(config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->data_dir, sizeof(c->data_dir), "./drover-data");
+    snprintf(c->mqtt_listen, sizeof(c->mqtt_listen), "127.0.0.1:1883");
+    snprintf(c->http_listen, sizeof(c->http_listen), "127.0.0.1:8080");
+    snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->max_packet_size = 256 * 1024;
+    c->max_connections = 100000;
+    c->max_inflight = 32;
+    c->max_queued = 1000;
+    c->max_topic_len = 256;
+    c->max_topic_depth = 16;
+    c->max_subscriptions = 64;
+    c->max_keepalive = 0;
+    c->connect_timeout = 10;
+    c->session_expiry_max = 7 * 24 * 3600;
+    c->max_body = 1024 * 1024;
+    c->max_telemetry_points = 4096;
+    c->presence_flush_ms = 5000;
+}
+
+enum kind { K_STR, K_U32 };
+
+struct key {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    size_t size;
+    uint32_t min, max;
+};
+
+#define STR(f) {#f, K_STR, offsetof(config_t, f), sizeof(((config_t *)0)->f), 0, 0}
+#define U32(f, lo, hi) {#f, K_U32, offsetof(config_t, f), 0, lo, hi}
+
+static const struct key keys[] = {
+    STR(data_dir),
+    STR(mqtt_listen),
+    STR(http_listen),
+    STR(log_level),
+    U32(max_packet_size, 64, 268435455),
+    U32(max_connections, 1, 10000000),
+    U32(max_inflight, 1, 65535),
+    U32(max_queued, 0, 1000000),
+    U32(max_topic_len, 8, 65535),
+    U32(max_topic_depth, 1, 1024),
+    U32(max_subscriptions, 1, 1000000),
+    U32(max_keepalive, 0, 65535),
+    U32(connect_timeout, 1, 3600),
+    U32(session_expiry_max, 0, 4294967295u),
+    U32(max_body, 1024, 1024 * 1024 * 1024),
+    U32(max_telemetry_points, 1, 1000000),
+    U32(presence_flush_ms, 100, 3600000),
+};
+
+int config_set(config_t *c, const char *key, const char *value)
+{
+    char norm[64];
+    size_t kl = strlen(key);
+    if (kl >= sizeof(norm))
+        return -ENOENT;
+    for (size_t i = 0; i <= kl; i++)
+        norm[i] = key[i] == '-' ? '_' : key[i];
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        const struct key *k = &keys[i];
+        if (strcmp(k->name, norm) != 0)
+            continue;
+        if (k->kind == K_STR) {
+            if (strlen(value) >= k->size)
+                return -EINVAL;
+            snprintf((char *)c + k->off, k->size, "%s", value);
+            return 0;
+        }
+        int64_t v;
+        if (util_parse_i64(value, &v) < 0 || v < k->min || v > k->max)
+            return -EINVAL;
+        *(uint32_t *)((char *)c + k->off) = (uint32_t)v;
+        return 0;
+    }
+    return -ENOENT;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    char line[1024];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash != NULL)
+            *hash = '\0';
+        char *s = trim(line);
+        if (*s == '\0')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+            rc = -EINVAL;
+            break;
+        }
+        *eq = '\0';
+        char *k = trim(s), *v = trim(eq + 1);
+        size_t vl = strlen(v);
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v[vl - 1] = '\0';
+            v++;
+        }
+        rc = config_set(c, k, v);
+        if (rc == -ENOENT) {
+            snprintf(err, errlen, "%s:%d: unknown key '%s'", path, lineno, k);
+            break;
+        }
+        if (rc < 0) {
+            snprintf(err, errlen, "%s:%d: bad value '%s' for '%s'", path, lineno, v, k);
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/*
+ * droverd's configuration: defaults, then the config file, then flags
+ * (flags win). The file is "key = value" lines; '#' starts a comment; keys
+ * are the long flag names without the leading dashes (docs/config.md).
+ * Every limit that network input can grow has a key here.
+ */
+#ifndef DROVER_CORE_CONFIG_H
+#define DROVER_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct config {
+    char data_dir[512];
+    char mqtt_listen[128];
+    char http_listen[128];
+    char log_level[16];
+
+    /* MQTT limits */
+    uint32_t max_packet_size;   /* bytes, whole packet */
+    uint32_t max_connections;   /* concurrent MQTT connections */
+    uint32_t max_inflight;      /* unacknowledged QoS 1 messages out, per session */
+    uint32_t max_queued;        /* QoS 1 messages queued for an offline session */
+    uint32_t max_topic_len;     /* bytes */
+    uint32_t max_topic_depth;   /* levels */
+    uint32_t max_subscriptions; /* per session */
+    uint32_t max_keepalive;     /* seconds; 0 = accept what the client asks */
+    uint32_t connect_timeout;   /* seconds to wait for CONNECT after accept */
+    uint32_t session_expiry_max; /* seconds an offline persistent session is kept */
+
+    /* HTTP */
+    uint32_t max_body;          /* bytes of a request body */
+
+    /* Telemetry */
+    uint32_t max_telemetry_points; /* points in one payload */
+
+    /* Presence */
+    uint32_t presence_flush_ms; /* how often dirty last_seen values are written */
+} config_t;
+
+void config_defaults(config_t *c);
+
+/* Sets one key from text. Returns 0, -ENOENT for an unknown key, -EINVAL
+ * for a bad value. */
+int config_set(config_t *c, const char *key, const char *value);
+
+/* Reads a config file. On error returns < 0 and writes "file:line: reason"
+ * into err. */
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
+
+#endif

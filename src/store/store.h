@@ -1,0 +1,173 @@
+/*
+ * The store: Drover's durable state behind one interface, so that a
+ * PostgreSQL backend can stand beside the SQLite one.
+ *
+ * Threads. store_open() starts one storage thread that owns the write
+ * connection. Writes are submitted from the event-loop thread as jobs; the
+ * storage thread takes every job waiting in its queue, runs them in one
+ * transaction (group commit), commits, and then hands the finished jobs back
+ * to the event loop, where each job's completion callback runs. So the loop
+ * never waits for fsync, and a callback that reports success means the data
+ * is durable (synchronous=FULL in WAL mode).
+ *
+ * Reads (store_*_get/list/query) run synchronously on the calling thread over
+ * a separate read-only connection. They must only be called from the
+ * event-loop thread. In WAL mode readers never wait for the writer, and every
+ * read sees all writes whose callbacks have already run.
+ *
+ * Data layout (SQLite, see migrations in sqlite.c):
+ *   devices(key INTEGER PRIMARY KEY, id TEXT UNIQUE, tags TEXT (JSON object),
+ *           salt BLOB, secret_hash BLOB, online INT, last_seen INT (ms, NULL =
+ *           never), created_at INT)
+ *   telemetry(device INT, metric TEXT, ts INT, kind INT, num REAL, str TEXT)
+ *           indexed by (device, metric, ts) and (device, ts)
+ *   telemetry_latest(device, metric, ts, kind, num, str) PRIMARY KEY(device, metric)
+ *   tokens(id TEXT PRIMARY KEY, name TEXT, role TEXT, hash BLOB UNIQUE,
+ *          created_at INT, expires_at INT or NULL)
+ *   schema_version(version INT)
+ *
+ * Errors: negative errno codes. -EEXIST duplicate, -ENOENT unknown row,
+ * -ENOSPC disk full, -EIO any other database failure, -ENOMEM.
+ */
+#ifndef DROVER_STORE_STORE_H
+#define DROVER_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/crypto.h"
+#include "common/util.h"
+
+struct event_base;
+
+typedef struct store store_t;
+
+typedef enum {
+    STORE_VALUE_NUMBER = 0,
+    STORE_VALUE_BOOL = 1,
+    STORE_VALUE_STRING = 2,
+} store_value_kind_t;
+
+/* One telemetry value. For BOOL, num is 0 or 1. str is only for STRING. */
+typedef struct store_value {
+    store_value_kind_t kind;
+    double num;
+    const char *str;
+} store_value_t;
+
+typedef struct store_device {
+    int64_t key; /* stable row key; assigned by the store on insert */
+    char id[DROVER_ID_MAX + 1];
+    char *tags_json; /* JSON object text; owned by the struct */
+    uint8_t salt[CRYPTO_SALT_LEN];
+    uint8_t secret_hash[CRYPTO_HASH_LEN];
+    bool online;
+    int64_t last_seen; /* epoch ms; 0 = never seen */
+    int64_t created_at;
+} store_device_t;
+
+/* Frees what a store_device_t owns (not the struct itself). NULL-safe. */
+void store_device_fini(store_device_t *d);
+
+typedef struct store_point {
+    int64_t device_key;
+    const char *metric;
+    int64_t ts;
+    store_value_t value;
+} store_point_t;
+
+typedef struct store_token {
+    char id[40];
+    char name[128];
+    char role[16];
+    int64_t created_at;
+    int64_t expires_at; /* 0 = never */
+} store_token_t;
+
+/* Runs on the event-loop thread once the job is durable (rc == 0) or has
+ * failed (rc < 0). value: the new row key for inserts, else 0. */
+typedef void (*store_done_fn)(void *arg, int rc, int64_t value);
+
+/* Opens (creating if needed) the database in dir, runs migrations, starts
+ * the storage thread and hooks its completions into base. Returns 0 or a
+ * negative errno; on failure *out is untouched. */
+int store_open(const char *dir, struct event_base *base, store_t **out);
+
+/* Drains the queue (every submitted job is committed and its callback run),
+ * stops the thread and closes the database. NULL-safe. Must be called from
+ * the loop thread while the loop is not running callbacks of this store. */
+void store_close(store_t *st);
+
+/* Number of jobs submitted but not yet completed (for /metrics and limits). */
+size_t store_pending(const store_t *st);
+
+/* ---- Writes (asynchronous; done may be NULL) ---------------------------- */
+
+/* Inserts a device; d is copied. done's value is the new key.
+ * -EEXIST if the id is taken. */
+void store_device_insert(store_t *st, const store_device_t *d, store_done_fn done, void *arg);
+
+/* Deletes a device with its telemetry. -ENOENT if absent. */
+void store_device_delete(store_t *st, int64_t key, store_done_fn done, void *arg);
+
+/* Replaces the credential of a device. -ENOENT if absent. */
+void store_device_set_secret(store_t *st, int64_t key, const uint8_t salt[CRYPTO_SALT_LEN],
+                             const uint8_t hash[CRYPTO_HASH_LEN], store_done_fn done, void *arg);
+
+/* Records presence; several updates for one device inside one batch
+ * collapse into the last. A missing device is ignored (rc 0). */
+void store_device_set_presence(store_t *st, int64_t key, bool online, int64_t last_seen,
+                               store_done_fn done, void *arg);
+
+/* Appends n points (copied, strings too) and updates telemetry_latest for
+ * points newer than what it holds. Points for a deleted device are dropped
+ * silently (rc 0). */
+void store_telemetry_append(store_t *st, const store_point_t *pts, size_t n, store_done_fn done,
+                            void *arg);
+
+/* Inserts an API token; t is copied. -EEXIST if id or hash is taken. */
+void store_token_insert(store_t *st, const store_token_t *t, const uint8_t hash[CRYPTO_HASH_LEN],
+                        store_done_fn done, void *arg);
+
+/* ---- Reads (synchronous, loop thread only) ------------------------------ */
+
+/* Calls fn for every device, in key order (used to warm caches at start).
+ * Stops early and returns fn's value if it returns non-zero. */
+int store_device_foreach(store_t *st, int (*fn)(void *arg, const store_device_t *d), void *arg);
+
+/* Looks a device up by id. On success fills *out (caller calls
+ * store_device_fini). -ENOENT if absent. */
+int store_device_get(store_t *st, const char *id, store_device_t *out);
+
+/* Devices with id > after (after may be NULL or ""), in id order, at most
+ * limit. If tag_key is non-NULL only devices whose tags[tag_key] equals
+ * tag_value (compared as text; JSON strings compare by their content).
+ * fn returns non-zero to stop early. Returns the number visited or < 0. */
+int store_device_list(store_t *st, const char *after, const char *tag_key, const char *tag_value,
+                      int limit, int (*fn)(void *arg, const store_device_t *d), void *arg);
+
+/* Latest value of every metric of a device, metric name order. */
+int store_telemetry_latest(store_t *st, int64_t device_key,
+                           int (*fn)(void *arg, const char *metric, int64_t ts,
+                                     const store_value_t *v),
+                           void *arg);
+
+/* A page of points of one device, ordered by (ts, seq), where seq is a
+ * store-assigned tie breaker. metric NULL = all metrics. Only points with
+ * since <= ts < until, and (ts, seq) > (after_ts, after_seq) when
+ * after_seq >= 0. fn gets each point's seq so the caller can make a cursor.
+ * Returns the number of points visited or < 0. */
+int store_telemetry_query(store_t *st, int64_t device_key, const char *metric, int64_t since,
+                          int64_t until, int64_t after_ts, int64_t after_seq, int limit,
+                          int (*fn)(void *arg, const char *metric, int64_t ts, int64_t seq,
+                                    const store_value_t *v),
+                          void *arg);
+
+/* Looks a token up by the hash of its secret. -ENOENT if absent. */
+int store_token_find(store_t *st, const uint8_t hash[CRYPTO_HASH_LEN], store_token_t *out);
+
+/* Number of tokens (0 on a fresh database: the server then makes one). */
+int store_token_count(store_t *st, int64_t *out);
+
+#endif
