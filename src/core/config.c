@@ -40,8 +40,14 @@ struct key {
     uint32_t min, max;
 };
 
-#define STR(f) {#f, K_STR, offsetof(config_t, f), sizeof(((config_t *)0)->f), 0, 0}
-#define U32(f, lo, hi) {#f, K_U32, offsetof(config_t, f), 0, lo, hi}
+#define STR(f)                                                                                     \
+    {                                                                                              \
+#f, K_STR, offsetof(config_t, f), sizeof(((config_t *)0)->f), 0, 0                         \
+    }
+#define U32(f, lo, hi)                                                                             \
+    {                                                                                              \
+#f, K_U32, offsetof(config_t, f), 0, lo, hi                                                \
+    }
 
 static const struct key keys[] = {
     STR(data_dir),

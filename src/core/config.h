@@ -17,19 +17,19 @@ typedef struct config {
     char log_level[16];
 
     /* MQTT limits */
-    uint32_t max_packet_size;   /* bytes, whole packet */
-    uint32_t max_connections;   /* concurrent MQTT connections */
-    uint32_t max_inflight;      /* unacknowledged QoS 1 messages out, per session */
-    uint32_t max_queued;        /* QoS 1 messages queued for an offline session */
-    uint32_t max_topic_len;     /* bytes */
-    uint32_t max_topic_depth;   /* levels */
-    uint32_t max_subscriptions; /* per session */
-    uint32_t max_keepalive;     /* seconds; 0 = accept what the client asks */
-    uint32_t connect_timeout;   /* seconds to wait for CONNECT after accept */
+    uint32_t max_packet_size;    /* bytes, whole packet */
+    uint32_t max_connections;    /* concurrent MQTT connections */
+    uint32_t max_inflight;       /* unacknowledged QoS 1 messages out, per session */
+    uint32_t max_queued;         /* QoS 1 messages queued for an offline session */
+    uint32_t max_topic_len;      /* bytes */
+    uint32_t max_topic_depth;    /* levels */
+    uint32_t max_subscriptions;  /* per session */
+    uint32_t max_keepalive;      /* seconds; 0 = accept what the client asks */
+    uint32_t connect_timeout;    /* seconds to wait for CONNECT after accept */
     uint32_t session_expiry_max; /* seconds an offline persistent session is kept */
 
     /* HTTP */
-    uint32_t max_body;          /* bytes of a request body */
+    uint32_t max_body; /* bytes of a request body */
 
     /* Telemetry */
     uint32_t max_telemetry_points; /* points in one payload */

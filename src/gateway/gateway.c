@@ -1,1 +1,289 @@
-/* placeholder: being written */
+/*
+ * Gateway hooks. Each authenticated MQTT client gets a small gw_client
+ * record (device id or application) that lives from CONNECT to the
+ * disconnected hook; it names the device by id rather than pointing into
+ * the registry, so a device deleted while connected leaves nothing
+ * dangling. A telemetry PUBLISH at QoS 1 or 2 hands its ticket to the
+ * store job; the job's completion completes the ticket, so the PUBACK
+ * leaves only once the points are committed.
+ */
+#include "gateway/gateway.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "mqtt/codec.h"
+#include "security/tokens.h"
+#include "telemetry/telemetry.h"
+
+struct gateway {
+    const config_t *cfg;
+    store_t *store;
+    registry_t *registry;
+    mqtt_broker_t *broker;
+    struct event *flush_timer;
+    uint64_t telemetry_msgs;
+    uint64_t telemetry_points;
+    uint64_t telemetry_rejected;
+    uint64_t telemetry_store_errors;
+    uint64_t auth_failures;
+};
+
+typedef struct gw_client {
+    bool device;
+    char id[DROVER_ID_MAX + 1];
+} gw_client_t;
+
+static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant)
+{
+    gateway_t *gw = ctx;
+    const char *pw = (const char *)a->password;
+    size_t pwl = a->password_len;
+
+    if (!a->has_password || pwl == 0) {
+        gw->auth_failures++;
+        log_info("mqtt %s: refused '%.*s': no password", a->peer, (int)a->client_id_len,
+                 a->client_id);
+        return MQTT_RC_BAD_USER_OR_PASSWORD;
+    }
+
+    /* An application: any username, an API token as the password. */
+    if (pwl == TOKENS_LEN && memcmp(pw, TOKENS_PREFIX, strlen(TOKENS_PREFIX)) == 0) {
+        char tok[TOKENS_LEN + 1];
+        memcpy(tok, pw, pwl);
+        tok[pwl] = '\0';
+        role_t role;
+        store_token_t info;
+        if (tokens_verify(gw->store, tok, &role, &info) < 0 || role < ROLE_OPERATOR) {
+            gw->auth_failures++;
+            log_info("mqtt %s: refused application: bad or insufficient token", a->peer);
+            return MQTT_RC_BAD_USER_OR_PASSWORD;
+        }
+        /* An application must not take over a device's session. */
+        char cid[DROVER_ID_MAX + 1];
+        if (a->client_id_len <= DROVER_ID_MAX) {
+            memcpy(cid, a->client_id, a->client_id_len);
+            cid[a->client_id_len] = '\0';
+            if (registry_find(gw->registry, cid) != NULL) {
+                log_info("mqtt %s: refused application using device id '%s'", a->peer, cid);
+                return MQTT_RC_CLIENT_ID_INVALID;
+            }
+        }
+        gw_client_t *cl = calloc(1, sizeof(*cl));
+        if (cl == NULL)
+            return MQTT_RC_SERVER_UNAVAILABLE;
+        grant->user = cl;
+        grant->acl_prefix[0] = '\0';
+        log_info("mqtt %s: application '%.*s' connected with token '%s'", a->peer,
+                 (int)a->client_id_len, a->client_id, info.name);
+        return 0;
+    }
+
+    /* A device: client id = username = device id. */
+    if (!util_id_valid(a->client_id, a->client_id_len)) {
+        gw->auth_failures++;
+        return MQTT_RC_CLIENT_ID_INVALID;
+    }
+    if (!a->has_username || a->username_len != a->client_id_len ||
+        memcmp(a->username, a->client_id, a->client_id_len) != 0) {
+        gw->auth_failures++;
+        log_info("mqtt %s: refused '%.*s': username must equal the client id", a->peer,
+                 (int)a->client_id_len, a->client_id);
+        return MQTT_RC_CLIENT_ID_INVALID;
+    }
+    char id[DROVER_ID_MAX + 1];
+    memcpy(id, a->client_id, a->client_id_len);
+    id[a->client_id_len] = '\0';
+    int rc = registry_authenticate(gw->registry, id, pw, pwl);
+    if (rc < 0) {
+        gw->auth_failures++;
+        log_info("mqtt %s: refused device '%s': %s", a->peer, id,
+                 rc == -ENOENT ? "unknown device" : "wrong secret");
+        return MQTT_RC_BAD_USER_OR_PASSWORD;
+    }
+    gw_client_t *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL)
+        return MQTT_RC_SERVER_UNAVAILABLE;
+    cl->device = true;
+    memcpy(cl->id, id, a->client_id_len + 1);
+    grant->user = cl;
+    snprintf(grant->acl_prefix, sizeof(grant->acl_prefix), "devices/%s/", id);
+    return 0;
+}
+
+static void connected(void *ctx, void *user)
+{
+    gateway_t *gw = ctx;
+    gw_client_t *cl = user;
+    if (!cl->device)
+        return;
+    registry_device_t *d = registry_find(gw->registry, cl->id);
+    if (d != NULL)
+        registry_set_online(gw->registry, d, util_now_ms());
+}
+
+static void disconnected(void *ctx, void *user, bool clean)
+{
+    gateway_t *gw = ctx;
+    gw_client_t *cl = user;
+    if (cl->device) {
+        registry_device_t *d = registry_find(gw->registry, cl->id);
+        if (d != NULL && d->online) {
+            registry_set_offline(gw->registry, d, util_now_ms());
+            log_debug("device '%s' offline (%s)", cl->id, clean ? "disconnected" : "lost");
+        }
+    }
+    free(cl);
+}
+
+static void telemetry_stored(void *arg, int rc, int64_t value)
+{
+    (void)value;
+    mqtt_ticket_t *t = arg;
+    if (rc < 0)
+        log_error("telemetry: store failed: %s", strerror(-rc));
+    mqtt_ticket_complete(t, rc < 0 ? MQTT_RC_UNSPECIFIED : 0, NULL);
+}
+
+static void telemetry_stored_qos0(void *arg, int rc, int64_t value)
+{
+    (void)value;
+    gateway_t *gw = arg;
+    if (rc < 0) {
+        gw->telemetry_store_errors++;
+        log_error("telemetry: store failed: %s", strerror(-rc));
+    }
+}
+
+static int publish(void *ctx, void *user, const char *topic, size_t topic_len,
+                   const uint8_t *payload, size_t payload_len, uint8_t qos, mqtt_ticket_t *ticket,
+                   const char **why)
+{
+    gateway_t *gw = ctx;
+    gw_client_t *cl = user;
+    if (!cl->device)
+        return MQTT_HOOK_ROUTE;
+    registry_device_t *d = registry_find(gw->registry, cl->id);
+    if (d == NULL)
+        return MQTT_RC_NOT_AUTHORIZED; /* deleted while connected */
+    int64_t now = util_now_ms();
+    registry_touch(d, now);
+
+    /* The ACL guarantees the "devices/{id}/" prefix. */
+    size_t plen = strlen("devices/") + strlen(cl->id) + 1;
+    if (topic_len != plen + strlen("telemetry") || memcmp(topic + plen, "telemetry", 9) != 0)
+        return MQTT_HOOK_ROUTE;
+
+    telemetry_batch_t batch;
+    char err[160];
+    int rc =
+        telemetry_parse((const char *)payload, payload_len, d->key, now, &batch, err, sizeof(err));
+    if (rc < 0) {
+        gw->telemetry_rejected++;
+        log_warn("telemetry from '%s' rejected: %s", cl->id, err);
+        *why = "telemetry payload is not a valid JSON object or array of objects";
+        return MQTT_RC_PAYLOAD_FORMAT_INVALID;
+    }
+    gw->telemetry_msgs++;
+    gw->telemetry_points += batch.n;
+    if (qos > 0)
+        telemetry_ingest(gw->store, &batch, telemetry_stored, ticket);
+    else
+        telemetry_ingest(gw->store, &batch, telemetry_stored_qos0, gw);
+    telemetry_batch_fini(&batch);
+    return qos > 0 ? MQTT_HOOK_PENDING : MQTT_HOOK_ROUTE;
+}
+
+static const mqtt_hooks_t hooks = {
+    .authenticate = authenticate,
+    .connected = connected,
+    .disconnected = disconnected,
+    .publish = publish,
+};
+
+/* A device's credential was revoked (deleted or rotated): drop its live
+ * connection now. A deleted device's session goes too. */
+static void revoke(void *ctx, const char *id, bool deleted)
+{
+    gateway_t *gw = ctx;
+    if (mqtt_broker_kick(gw->broker, id, MQTT_RC_NOT_AUTHORIZED, deleted) == 0)
+        log_info("device '%s': connection dropped (%s)", id,
+                 deleted ? "device deleted" : "secret rotated");
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gateway_t *gw = arg;
+    registry_flush(gw->registry);
+}
+
+int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, registry_t *reg,
+                const char *host, int port, gateway_t **out)
+{
+    gateway_t *gw = calloc(1, sizeof(*gw));
+    if (gw == NULL)
+        return -ENOMEM;
+    gw->cfg = cfg;
+    gw->store = st;
+    gw->registry = reg;
+    int rc = mqtt_broker_new(base, cfg, host, port, &hooks, gw, &gw->broker);
+    if (rc < 0)
+        goto fail;
+    gw->flush_timer = event_new(base, -1, EV_PERSIST, flush_cb, gw);
+    if (gw->flush_timer == NULL) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    struct timeval tv = {cfg->presence_flush_ms / 1000, (cfg->presence_flush_ms % 1000) * 1000};
+    event_add(gw->flush_timer, &tv);
+    registry_set_revoke_hook(reg, revoke, gw);
+    *out = gw;
+    return 0;
+fail:
+    mqtt_broker_free(gw->broker);
+    free(gw);
+    return rc;
+}
+
+void gateway_free(gateway_t *gw)
+{
+    if (gw == NULL)
+        return;
+    if (gw->flush_timer)
+        event_free(gw->flush_timer);
+    registry_set_revoke_hook(gw->registry, NULL, NULL);
+    mqtt_broker_free(gw->broker);
+    registry_flush(gw->registry);
+    free(gw);
+}
+
+void gateway_metrics(void *ctx, struct evbuffer *buf)
+{
+    gateway_t *gw = ctx;
+    mqtt_broker_metrics(gw->broker, buf);
+    const struct {
+        const char *name, *help;
+        uint64_t v;
+    } rows[] = {
+        {"drover_telemetry_messages_total", "Telemetry messages accepted", gw->telemetry_msgs},
+        {"drover_telemetry_points_total", "Telemetry points accepted", gw->telemetry_points},
+        {"drover_telemetry_rejected_total", "Telemetry messages rejected as malformed",
+         gw->telemetry_rejected},
+        {"drover_telemetry_store_errors_total", "QoS 0 telemetry lost to storage errors",
+         gw->telemetry_store_errors},
+        {"drover_device_auth_failures_total", "Refused MQTT authentications", gw->auth_failures},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+        evbuffer_add_printf(buf, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", rows[i].name,
+                            rows[i].help, rows[i].name, rows[i].name,
+                            (unsigned long long)rows[i].v);
+}

@@ -1,0 +1,34 @@
+/*
+ * The device gateway: binds the MQTT broker to device management. It
+ * implements the broker's hooks: authenticates devices (username = client
+ * id = device id, password = secret) and applications (password = an API
+ * token of role operator or admin), confines each device to
+ * devices/{id}/, turns devices/{id}/telemetry into stored points whose
+ * PUBACK waits for the commit, and keeps presence (online, last_seen)
+ * from the connection itself. Loop thread only.
+ */
+#ifndef DROVER_GATEWAY_GATEWAY_H
+#define DROVER_GATEWAY_GATEWAY_H
+
+#include "core/config.h"
+#include "mqtt/broker.h"
+#include "registry/registry.h"
+#include "store/store.h"
+
+struct event_base;
+struct evbuffer;
+
+typedef struct gateway gateway_t;
+
+/* Starts the MQTT listener on host:port. Everything passed is borrowed and
+ * must outlive the gateway. Returns 0 or a negative errno from the bind. */
+int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, registry_t *reg,
+                const char *host, int port, gateway_t **out);
+/* Closes every MQTT connection and frees the gateway. NULL-safe. */
+void gateway_free(gateway_t *gw);
+
+/* Prometheus lines for the broker and telemetry ingest (an api_deps_t
+ * metrics callback: ctx is the gateway). */
+void gateway_metrics(void *ctx, struct evbuffer *buf);
+
+#endif
