@@ -34,8 +34,9 @@ typedef struct registry_device {
 } registry_device_t;
 
 /* Called when a device's credential stops being valid (deleted, secret
- * rotated): whoever holds its connection must drop it. */
-typedef void (*registry_revoke_fn)(void *ctx, const char *id);
+ * rotated): whoever holds its connection must drop it. deleted: the device
+ * is going away (the hook runs while it is still in the table). */
+typedef void (*registry_revoke_fn)(void *ctx, const char *id, bool deleted);
 
 /* Loads every device from st. Borrows st, which must outlive the registry. */
 int registry_new(store_t *st, registry_t **out);

@@ -38,4 +38,40 @@ void telemetry_batch_fini(telemetry_batch_t *b);
  * freed as soon as this returns (the store copies it). */
 void telemetry_ingest(store_t *st, const telemetry_batch_t *b, store_done_fn done, void *arg);
 
+/* ---- Reads for the API (synchronous, loop thread only) ------------------ */
+
+/* Latest value of every metric of a device, in metric name order. fn's
+ * metric and v are borrowed for the call; a non-zero return stops early.
+ * Returns the number visited or a negative errno. */
+typedef int (*telemetry_latest_fn)(void *arg, const char *metric, int64_t ts,
+                                   const store_value_t *v);
+int telemetry_latest(store_t *st, int64_t device_key, telemetry_latest_fn fn, void *arg);
+
+/* Where a page of a series resumes: the (ts, seq) of the last point seen.
+ * seq < 0 means "from the start". */
+typedef struct telemetry_cursor {
+    int64_t ts;
+    int64_t seq;
+} telemetry_cursor_t;
+
+/* A cursor as text: "<ts>.<seq>", both non-negative decimal integers. */
+#define TELEMETRY_CURSOR_MAX 48
+/* Writes the text form of (ts, seq) into out (TELEMETRY_CURSOR_MAX bytes is
+ * always enough). -ENOSPC if out is too small, -EINVAL if ts or seq < 0. */
+int telemetry_cursor_encode(const telemetry_cursor_t *c, char *out, size_t outlen);
+/* Parses the text form strictly (no signs, spaces, leading zeros or
+ * trailing bytes). -EINVAL if s is not a cursor. */
+int telemetry_cursor_decode(const char *s, telemetry_cursor_t *out);
+
+/* A page of one device's points with since <= ts < until, ordered by
+ * (ts, seq), after the cursor when after is non-NULL; metric NULL means
+ * every metric. fn gets each point (borrowed) and the cursor that resumes
+ * after it; a non-zero return stops early. Returns the number visited or a
+ * negative errno. */
+typedef int (*telemetry_point_fn)(void *arg, const char *metric, int64_t ts, const store_value_t *v,
+                                  const telemetry_cursor_t *at);
+int telemetry_query(store_t *st, int64_t device_key, const char *metric, int64_t since,
+                    int64_t until, const telemetry_cursor_t *after, int limit,
+                    telemetry_point_fn fn, void *arg);
+
 #endif
