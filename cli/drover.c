@@ -1,1 +1,1507 @@
-int main(void) { return 0; }
+/*
+ * drover: the operator CLI, a thin client of droverd's REST API.
+ *
+ * What it owns: turning a command line into one or a few HTTP requests and
+ * the answers into either aligned tables for people or the server's JSON
+ * (pretty-printed) for scripts. It holds no state between runs.
+ *
+ * Layout: `commands[]` is the single static table of subcommands; argument
+ * parsing, `drover help` and `drover CMD --help` are all generated from it
+ * and from `options[]`, so a new command is one table row plus one function.
+ * Arguments are parsed in two passes: the first finds the command words
+ * (global options may sit anywhere, `drover --json device list` and
+ * `drover device list --json` both work), the second checks each option
+ * against that command.
+ *
+ * Where the server and token come from, first match wins:
+ *   server: --server, $DROVER_SERVER, config "server", http://127.0.0.1:8080
+ *   token:  --token, $DROVER_TOKEN, --data-dir/$DROVER_DATA_DIR + /admin.token,
+ *           ./drover-data/admin.token, config "token"
+ * The config file is ~/.config/drover/config ($DROVER_CONFIG overrides).
+ * The token is never printed, not even in errors.
+ *
+ * Exit status: 0 ok, 1 the server answered with an error (or nonsense),
+ * 2 the server could not be reached, 64 usage error.
+ *
+ * Single-threaded; one libcurl handle per run (cli_http.c), pure helpers in
+ * cli_util.c.
+ */
+#include "cli_http.h"
+#include "cli_util.h"
+
+#include "common/json.h"
+#include "common/util.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EXIT_OK 0
+#define EXIT_SERVER 1
+#define EXIT_UNREACHABLE 2
+#define EXIT_USAGE 64
+
+#define DEFAULT_SERVER "http://127.0.0.1:8080"
+#define DEFAULT_TIMEOUT_S 30.0
+#define DEFAULT_DATA_DIR "./drover-data"
+#define CONFIG_REL_PATH "/.config/drover/config"
+#define TOKEN_FILE "admin.token"
+#define TOKEN_MAX 1024
+#define SERVER_MAX 2048
+#define CONFIG_FILE_MAX (64 * 1024)
+#define TAGS_MAX 64 /* the server's own limit per device */
+#define POS_MAX 4
+#define PATH_MAX_LEN (16 * 1024)
+
+/* ---- options and commands ------------------------------------------------ */
+
+enum {
+    OPT_SERVER,
+    OPT_TOKEN,
+    OPT_DATA_DIR,
+    OPT_JSON,
+    OPT_TIMEOUT,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_TAG,
+    OPT_ONLINE,
+    OPT_OFFLINE,
+    OPT_LIMIT,
+    OPT_CURSOR,
+    OPT_ALL,
+    OPT_METRIC,
+    OPT_SINCE,
+    OPT_UNTIL,
+    OPT_COUNT,
+};
+
+#define BIT(o) (1u << (o))
+#define GLOBAL_OPTS                                                                                \
+    (BIT(OPT_SERVER) | BIT(OPT_TOKEN) | BIT(OPT_DATA_DIR) | BIT(OPT_JSON) | BIT(OPT_TIMEOUT) |     \
+     BIT(OPT_HELP) | BIT(OPT_VERSION))
+
+typedef struct {
+    const char *name;    /* long name without "--" */
+    const char *metavar; /* NULL for a flag */
+    const char *help;
+} opt_t;
+
+static const opt_t options[OPT_COUNT] = {
+    [OPT_SERVER] = {"server", "URL", "server base URL (default " DEFAULT_SERVER ")"},
+    [OPT_TOKEN] = {"token", "TOKEN", "API token (never printed)"},
+    [OPT_DATA_DIR] = {"data-dir", "DIR",
+                      "read the token from DIR/admin.token (else $DROVER_DATA_DIR)"},
+    [OPT_JSON] = {"json", NULL, "print the server's JSON, pretty-printed, not tables"},
+    [OPT_TIMEOUT] = {"timeout", "S", "give up on a request after S seconds (default 30)"},
+    [OPT_HELP] = {"help", NULL, "show help (also -h)"},
+    [OPT_VERSION] = {"version", NULL, "print the version"},
+    [OPT_TAG] = {"tag", "K=V", NULL},
+    [OPT_ONLINE] = {"online", NULL, "only devices that are connected now"},
+    [OPT_OFFLINE] = {"offline", NULL, "only devices that are not connected"},
+    [OPT_LIMIT] = {"limit", "N", NULL},
+    [OPT_CURSOR] = {"cursor", "C", "start after this cursor (the `next` of a previous page)"},
+    [OPT_ALL] = {"all", NULL, "follow `next` cursors and print every page"},
+    [OPT_METRIC] = {"metric", "M", "only this metric"},
+    [OPT_SINCE] = {"since", "T",
+                   "from T (inclusive): epoch ms, RFC 3339, now, -30s -15m -1h -2d -1w"},
+    [OPT_UNTIL] = {"until", "T", "up to T, exclusive (same forms as --since)"},
+};
+
+typedef struct cmd cmd_t;
+
+typedef struct {
+    const cmd_t *cmd;
+    const char *pos[POS_MAX]; /* positionals after the command words */
+    size_t npos;
+    const char *val[OPT_COUNT];
+    bool set[OPT_COUNT];
+    const char *tags[TAGS_MAX];
+    size_t ntags;
+} args_t;
+
+typedef struct config_state config_state_t;
+
+/* Server and token are resolved on the first request, so usage errors are
+ * reported before anything about credentials. */
+typedef struct {
+    const args_t *args;
+    config_state_t *cfg;
+    char *server; /* normalised, no trailing '/'; NULL until resolved */
+    char *token;
+    bool json;
+    double timeout_s;
+    bool curl_ready;
+    cli_http_t *http;
+} ctx_t;
+
+/* Per-command text for options whose meaning depends on the command. */
+typedef struct {
+    int opt;
+    const char *help;
+} opt_help_t;
+
+struct cmd {
+    const char *path; /* command words, e.g. "device add" */
+    const char *args; /* positional synopsis, e.g. "ID" */
+    size_t min_pos;   /* positionals after the command words */
+    size_t max_pos;
+    uint32_t opts;  /* BIT(OPT_...) accepted besides the global ones */
+    uint32_t multi; /* of those, the ones that may be repeated */
+    const char *summary;
+    const char *help; /* paragraph shown by `drover help CMD` */
+    opt_help_t opt_help[3];
+    int (*run)(ctx_t *ctx, const args_t *a);
+};
+
+static int cmd_device_add(ctx_t *ctx, const args_t *a);
+static int cmd_device_list(ctx_t *ctx, const args_t *a);
+static int cmd_device_show(ctx_t *ctx, const args_t *a);
+static int cmd_device_rm(ctx_t *ctx, const args_t *a);
+static int cmd_device_rotate(ctx_t *ctx, const args_t *a);
+static int cmd_telemetry(ctx_t *ctx, const args_t *a);
+static int cmd_help(ctx_t *ctx, const args_t *a);
+static int cmd_version(ctx_t *ctx, const args_t *a);
+
+static const cmd_t commands[] = {
+    {
+        .path = "device add",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_TAG),
+        .multi = BIT(OPT_TAG),
+        .summary = "register a device and print its secret",
+        .help = "Registers device ID (1 to 64 characters of A-Z a-z 0-9 . _ -) and prints its\n"
+                "MQTT secret. The secret is shown only this once: store it now, or make a new\n"
+                "one later with `drover device rotate-secret`. Tag values are sent as strings.",
+        .opt_help = {{OPT_TAG, "set tag K to value V (repeatable, at most 64)"}},
+        .run = cmd_device_add,
+    },
+    {
+        .path = "device list",
+        .args = "",
+        .opts = BIT(OPT_TAG) | BIT(OPT_ONLINE) | BIT(OPT_OFFLINE) | BIT(OPT_LIMIT) |
+                BIT(OPT_CURSOR) | BIT(OPT_ALL),
+        .summary = "list devices",
+        .help = "Lists devices ordered by id, one page at a time (the server's default page is\n"
+                "100 devices). With --all every page is fetched and printed as one table, or\n"
+                "with --json as one {\"devices\": [...], \"next\": null} document.",
+        .opt_help = {{OPT_TAG, "only devices whose tag K equals V"},
+                     {OPT_LIMIT, "devices per page, 1..1000 (server default 100)"}},
+        .run = cmd_device_list,
+    },
+    {
+        .path = "device show",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "show one device and its latest telemetry",
+        .help = "Shows a device's tags, whether it is connected, when it was last seen and\n"
+                "created (in the local time zone) and the latest value of each metric.",
+        .run = cmd_device_show,
+    },
+    {
+        .path = "device rm",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "delete a device",
+        .help = "Deletes the device with its telemetry and secret; a live MQTT connection of\n"
+                "the device is dropped.",
+        .run = cmd_device_rm,
+    },
+    {
+        .path = "device rotate-secret",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "give a device a new secret",
+        .help = "Makes a new MQTT secret for the device and prints it once. The old secret\n"
+                "stops working at once and a live connection of the device is dropped.",
+        .run = cmd_device_rotate,
+    },
+    {
+        .path = "telemetry",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts =
+            BIT(OPT_METRIC) | BIT(OPT_SINCE) | BIT(OPT_UNTIL) | BIT(OPT_LIMIT) | BIT(OPT_CURSOR),
+        .summary = "show a device's telemetry points",
+        .help = "Prints stored telemetry points of a device in time order. Relative times such\n"
+                "as -15m are turned into epoch ms on this machine; epoch ms and RFC 3339 times\n"
+                "are passed to the server as given. If more points match than one page holds,\n"
+                "the cursor of the next page is printed on stderr.",
+        .opt_help = {{OPT_LIMIT, "points per page, 1..10000 (server default 1000)"}},
+        .run = cmd_telemetry,
+    },
+    {
+        .path = "help",
+        .args = "[COMMAND]",
+        .max_pos = 3,
+        .summary = "show help for a command",
+        .help = "Shows help for COMMAND, or lists the commands.",
+        .run = cmd_help,
+    },
+    {
+        .path = "version",
+        .args = "",
+        .summary = "print the version",
+        .help = "Prints the CLI's version.",
+        .run = cmd_version,
+    },
+};
+
+/* ---- small output helpers ------------------------------------------------ */
+
+static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void errorf(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("drover: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static size_t path_words(const char *path)
+{
+    size_t n = 1;
+    for (const char *p = path; *p; p++)
+        n += *p == ' ';
+    return n;
+}
+
+static const char *opt_help_for(const cmd_t *c, int o)
+{
+    for (size_t i = 0; c != NULL && i < ARRAY_SIZE(c->opt_help); i++)
+        if (c->opt_help[i].help != NULL && c->opt_help[i].opt == o)
+            return c->opt_help[i].help;
+    return options[o].help;
+}
+
+static void print_synopsis(FILE *out, const cmd_t *c)
+{
+    fprintf(out, "usage: drover %s", c->path);
+    if (c->args[0])
+        fprintf(out, " %s", c->args);
+    for (int o = 0; o < OPT_COUNT; o++) {
+        if (!(c->opts & BIT(o)))
+            continue;
+        if (o == OPT_OFFLINE && (c->opts & BIT(OPT_ONLINE)))
+            continue;
+        if (o == OPT_ONLINE && (c->opts & BIT(OPT_OFFLINE)))
+            fputs(" [--online | --offline]", out);
+        else if (options[o].metavar)
+            fprintf(out, " [--%s %s]%s", options[o].name, options[o].metavar,
+                    (c->multi & BIT(o)) ? "..." : "");
+        else
+            fprintf(out, " [--%s]", options[o].name);
+    }
+    fputc('\n', out);
+}
+
+static void print_options(FILE *out, const cmd_t *c, uint32_t mask)
+{
+    for (int o = 0; o < OPT_COUNT; o++) {
+        if (!(mask & BIT(o)))
+            continue;
+        char lhs[40];
+        snprintf(lhs, sizeof(lhs), "--%s%s%s", options[o].name, options[o].metavar ? " " : "",
+                 options[o].metavar ? options[o].metavar : "");
+        fprintf(out, "  %-16s %s\n", lhs, opt_help_for(c, o));
+    }
+}
+
+static void print_command_list(FILE *out, const char *prefix)
+{
+    size_t pl = prefix ? strlen(prefix) : 0;
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        const cmd_t *c = &commands[i];
+        if (prefix && (strncmp(c->path, prefix, pl) != 0 || c->path[pl] != ' '))
+            continue;
+        char lhs[64];
+        snprintf(lhs, sizeof(lhs), "%s%s%s", c->path, c->args[0] ? " " : "", c->args);
+        fprintf(out, "  %-28s %s\n", lhs, c->summary);
+    }
+}
+
+static void print_global_help(FILE *out)
+{
+    fputs("usage: drover [global options] COMMAND [ARGS] [options]\n\n"
+          "Manage a Drover device fleet through droverd's REST API.\n\n"
+          "Commands:\n",
+          out);
+    print_command_list(out, NULL);
+    fputs("\nGlobal options (accepted anywhere on the line):\n", out);
+    print_options(out, NULL, GLOBAL_OPTS);
+    fputs("\nThe server is --server, else $DROVER_SERVER, else `server =` in the config file,\n"
+          "else " DEFAULT_SERVER ". The token is --token, else $DROVER_TOKEN, else\n"
+          "DIR/admin.token for --data-dir DIR or $DROVER_DATA_DIR, else\n"
+          "./drover-data/admin.token, else `token =` in the config file. The config file is\n"
+          "~/.config/drover/config, or $DROVER_CONFIG.\n"
+          "Exit status: 0 ok, 1 the server refused the request, 2 the server could not be\n"
+          "reached, 64 usage error.\n"
+          "Run `drover help COMMAND` for a command's options.\n",
+          out);
+}
+
+static void print_command_help(FILE *out, const cmd_t *c)
+{
+    print_synopsis(out, c);
+    fprintf(out, "\n%s\n", c->help);
+    uint32_t own = c->opts & ~GLOBAL_OPTS;
+    if (own) {
+        fputs("\nOptions:\n", out);
+        print_options(out, c, own);
+    }
+    fputs("\nGlobal options: --server URL, --token TOKEN, --data-dir DIR, --json, "
+          "--timeout S\n(see `drover help`).\n",
+          out);
+}
+
+static void print_group_help(FILE *out, const char *group)
+{
+    fprintf(out, "usage: drover %s SUBCOMMAND [ARGS] [options]\n\nSubcommands:\n", group);
+    print_command_list(out, group);
+    fprintf(out, "\nRun `drover help %s SUBCOMMAND` for details.\n", group);
+}
+
+static bool is_group(const char *word)
+{
+    size_t wl = strlen(word);
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+        if (strncmp(commands[i].path, word, wl) == 0 && commands[i].path[wl] == ' ')
+            return true;
+    return false;
+}
+
+/* The longest command whose words start words[0..n). */
+static const cmd_t *find_command(const char *const *words, size_t n)
+{
+    const cmd_t *best = NULL;
+    size_t best_n = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        const char *p = commands[i].path;
+        size_t k = 0;
+        bool ok = true;
+        while (ok && *p) {
+            const char *sp = strchr(p, ' ');
+            size_t l = sp ? (size_t)(sp - p) : strlen(p);
+            ok = k < n && strlen(words[k]) == l && memcmp(words[k], p, l) == 0;
+            k++;
+            p += l + (sp != NULL);
+        }
+        if (ok && k > best_n) {
+            best = &commands[i];
+            best_n = k;
+        }
+    }
+    return best;
+}
+
+static int usage_error(const cmd_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const cmd_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("drover: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (c != NULL) {
+        print_synopsis(stderr, c);
+        fprintf(stderr, "Run `drover help %s` for details.\n", c->path);
+    } else {
+        fputs("usage: drover [global options] COMMAND [ARGS] [options]\n"
+              "Run `drover help` for the list of commands.\n",
+              stderr);
+    }
+    return EXIT_USAGE;
+}
+
+/* ---- argument parsing ---------------------------------------------------- */
+
+static int find_option(const char *name, size_t len)
+{
+    for (int o = 0; o < OPT_COUNT; o++)
+        if (strlen(options[o].name) == len && memcmp(options[o].name, name, len) == 0)
+            return o;
+    return -1;
+}
+
+/* Prints an argument from the command line in an error, made safe. */
+static const char *shown(const char *s, char *buf, size_t len)
+{
+    char *t = cli_sanitize(s, 40);
+    snprintf(buf, len, "%s", t ? t : "?");
+    free(t);
+    return buf;
+}
+
+/*
+ * Fills *a from argv. Returns -1 to go on and run a->cmd, or an exit status
+ * (help printed: 0; bad usage: 64).
+ */
+static int parse_args(int argc, char **argv, args_t *a)
+{
+    const char *words[POS_MAX + 4];
+    size_t nwords = 0;
+    bool help = false;
+    char sbuf[64];
+
+    /* Pass 1: positionals, skipping the values of known options. */
+    bool dashdash = false;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!dashdash && strcmp(s, "--") == 0) {
+            dashdash = true;
+        } else if (!dashdash && s[0] == '-' && s[1] != '\0') {
+            if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+                help = true;
+            } else if (s[1] == '-') {
+                const char *eq = strchr(s + 2, '=');
+                int o = find_option(s + 2, eq ? (size_t)(eq - s - 2) : strlen(s + 2));
+                if (o >= 0 && options[o].metavar && eq == NULL)
+                    i++;
+            }
+        } else {
+            if (nwords == ARRAY_SIZE(words))
+                return usage_error(find_command(words, nwords), "too many arguments");
+            words[nwords++] = s;
+        }
+    }
+
+    const cmd_t *c = find_command(words, nwords);
+    if (c == NULL) {
+        if (nwords == 0) {
+            if (help) {
+                print_global_help(stdout);
+                return EXIT_OK;
+            }
+            for (int i = 1; i < argc; i++)
+                if (strcmp(argv[i], "--version") == 0)
+                    return cmd_version(NULL, a);
+            print_global_help(stderr);
+            return EXIT_USAGE;
+        }
+        if (is_group(words[0])) {
+            if (help || nwords == 1) {
+                print_group_help(help ? stdout : stderr, words[0]);
+                return help ? EXIT_OK : EXIT_USAGE;
+            }
+            errorf("unknown %s command '%s'", words[0], shown(words[1], sbuf, sizeof(sbuf)));
+            print_group_help(stderr, words[0]);
+            return EXIT_USAGE;
+        }
+        return usage_error(NULL, "unknown command '%s'", shown(words[0], sbuf, sizeof(sbuf)));
+    }
+    if (help) {
+        print_command_help(stdout, c);
+        return EXIT_OK;
+    }
+    a->cmd = c;
+
+    /* Pass 2: check every option against the command. */
+    uint32_t allowed = c->opts | GLOBAL_OPTS;
+    dashdash = false;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (dashdash || strcmp(s, "--") == 0 || s[0] != '-' || s[1] == '\0') {
+            dashdash = dashdash || strcmp(s, "--") == 0;
+            continue;
+        }
+        if (s[1] != '-')
+            return usage_error(c, "unknown option '%s'", shown(s, sbuf, sizeof(sbuf)));
+        const char *eq = strchr(s + 2, '=');
+        int o = find_option(s + 2, eq ? (size_t)(eq - s - 2) : strlen(s + 2));
+        if (o < 0)
+            return usage_error(c, "unknown option '%s'", shown(s, sbuf, sizeof(sbuf)));
+        if (!(allowed & BIT(o)))
+            return usage_error(c, "option --%s does not apply to `drover %s`", options[o].name,
+                               c->path);
+        const char *v = NULL;
+        if (options[o].metavar) {
+            if (eq)
+                v = eq + 1;
+            else if (i + 1 < argc)
+                v = argv[++i];
+            else
+                return usage_error(c, "option --%s needs a value", options[o].name);
+        } else if (eq) {
+            return usage_error(c, "option --%s takes no value", options[o].name);
+        }
+        if (a->set[o] && !(c->multi & BIT(o)))
+            return usage_error(c, "option --%s given more than once", options[o].name);
+        if (o == OPT_TAG) {
+            if (a->ntags == TAGS_MAX)
+                return usage_error(c, "at most %d --tag options", TAGS_MAX);
+            a->tags[a->ntags++] = v;
+        }
+        a->set[o] = true;
+        a->val[o] = v;
+    }
+
+    size_t skip = path_words(c->path);
+    size_t npos = nwords - skip;
+    if (npos < c->min_pos)
+        return usage_error(c, "missing %s", c->args);
+    if (npos > c->max_pos || npos > POS_MAX)
+        return usage_error(c, "unexpected argument '%s'",
+                           shown(words[skip + c->max_pos], sbuf, sizeof(sbuf)));
+    for (size_t i = 0; i < npos; i++)
+        a->pos[i] = words[skip + i];
+    a->npos = npos;
+    return -1;
+}
+
+/* ---- server and token ---------------------------------------------------- */
+
+/* Reads a whole small file. -ENOENT when it does not exist, -EFBIG past max. */
+static int read_file(const char *path, size_t max, char **out, size_t *outlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    cli_buf_t b;
+    cli_buf_init(&b, max);
+    char chunk[4096];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        rc = cli_buf_append(&b, chunk, (size_t)n);
+        if (rc < 0)
+            break;
+    }
+    close(fd);
+    if (rc == 0 && b.data == NULL)
+        rc = cli_buf_append(&b, "", 0);
+    if (rc < 0) {
+        explicit_bzero(chunk, sizeof(chunk));
+        if (b.data != NULL)
+            explicit_bzero(b.data, b.len);
+        cli_buf_fini(&b);
+        return rc;
+    }
+    explicit_bzero(chunk, sizeof(chunk));
+    *out = b.data;
+    *outlen = b.len;
+    return 0;
+}
+
+struct config_state {
+    bool loaded;
+    char path[4096];
+    cli_config_t cfg;
+};
+
+/* Loads the config file once. A missing file is fine; a broken one is not. */
+static int load_config(config_state_t *st)
+{
+    if (st->loaded)
+        return 0;
+    st->loaded = true;
+    const char *env = getenv("DROVER_CONFIG");
+    const char *home = getenv("HOME");
+    if (env != NULL && *env)
+        snprintf(st->path, sizeof(st->path), "%s", env);
+    else if (home != NULL && *home)
+        snprintf(st->path, sizeof(st->path), "%s%s", home, CONFIG_REL_PATH);
+    else
+        return 0;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(st->path, CONFIG_FILE_MAX, &text, &len);
+    if (rc == -ENOENT && (env == NULL || !*env))
+        return 0;
+    if (rc < 0) {
+        errorf("cannot read config file %s: %s", st->path, strerror(-rc));
+        return EXIT_USAGE;
+    }
+    int line = 0;
+    rc = cli_config_parse(text, len, &st->cfg, &line);
+    explicit_bzero(text, len);
+    free(text);
+    if (rc == -EINVAL) {
+        errorf("config file %s, line %d: expected `key = value`", st->path, line);
+        return EXIT_USAGE;
+    }
+    if (rc < 0) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    return 0;
+}
+
+static int resolve_server(ctx_t *ctx, const args_t *a, config_state_t *cfg)
+{
+    const char *s = a->val[OPT_SERVER];
+    const char *from = "--server";
+    if (s == NULL && getenv("DROVER_SERVER") != NULL && *getenv("DROVER_SERVER")) {
+        s = getenv("DROVER_SERVER");
+        from = "DROVER_SERVER";
+    }
+    if (s == NULL) {
+        int rc = load_config(cfg);
+        if (rc != 0)
+            return rc;
+        s = cfg->cfg.server;
+        from = "the config file";
+    }
+    if (s == NULL)
+        s = DEFAULT_SERVER;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch == 0x7f)
+            len = 0;
+    }
+    if (len == 0 || len > SERVER_MAX) {
+        errorf("the server URL from %s is empty, too long or contains spaces", from);
+        return EXIT_USAGE;
+    }
+    bool scheme = strstr(s, "://") != NULL;
+    if (scheme && strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
+        errorf("the server URL from %s must start with http:// or https://", from);
+        return EXIT_USAGE;
+    }
+    while (len > 0 && s[len - 1] == '/')
+        len--;
+    cli_buf_t b;
+    cli_buf_init(&b, SERVER_MAX + 16);
+    int rc = cli_buf_puts(&b, scheme ? "" : "http://");
+    if (rc == 0)
+        rc = cli_buf_append(&b, s, len);
+    if (rc < 0) {
+        cli_buf_fini(&b);
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    ctx->server = b.data;
+    return 0;
+}
+
+/* Printable ASCII without spaces: the token goes into an HTTP header. */
+static bool token_valid(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > TOKEN_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+/* Reads DIR/admin.token. When required, a missing file is an error;
+ * otherwise -ENOENT lets the caller try the next source. */
+static int token_from_dir(const char *dir, bool required, char **out)
+{
+    char path[4096];
+    int w = snprintf(path, sizeof(path), "%s/%s", dir, TOKEN_FILE);
+    if (w < 0 || (size_t)w >= sizeof(path)) {
+        errorf("data directory path is too long");
+        return EXIT_USAGE;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(path, TOKEN_MAX + 64, &text, &len);
+    if (rc == -ENOENT && !required)
+        return -ENOENT;
+    if (rc < 0) {
+        errorf("cannot read the token file %s: %s", path,
+               rc == -EFBIG ? "file too large" : strerror(-rc));
+        return EXIT_USAGE;
+    }
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
+                       text[len - 1] == '\t'))
+        text[--len] = '\0';
+    *out = text;
+    return 0;
+}
+
+static int resolve_token(ctx_t *ctx, const args_t *a, config_state_t *cfg)
+{
+    char *tok = NULL;
+    const char *from = NULL;
+    const char *env;
+    int rc;
+
+    if (a->val[OPT_TOKEN] != NULL) {
+        tok = strdup(a->val[OPT_TOKEN]);
+        from = "--token";
+    } else if ((env = getenv("DROVER_TOKEN")) != NULL && *env) {
+        tok = strdup(env);
+        from = "DROVER_TOKEN";
+    } else {
+        const char *dir = a->val[OPT_DATA_DIR];
+        from = "--data-dir";
+        if (dir == NULL && (env = getenv("DROVER_DATA_DIR")) != NULL && *env) {
+            dir = env;
+            from = "DROVER_DATA_DIR";
+        }
+        rc = token_from_dir(dir ? dir : DEFAULT_DATA_DIR, dir != NULL, &tok);
+        if (rc > 0)
+            return rc;
+        if (rc == 0 && dir == NULL)
+            from = DEFAULT_DATA_DIR "/" TOKEN_FILE;
+        if (rc == -ENOENT) {
+            rc = load_config(cfg);
+            if (rc != 0)
+                return rc;
+            if (cfg->cfg.token == NULL) {
+                errorf("no API token: pass --token, set DROVER_TOKEN, point --data-dir at "
+                       "droverd's data directory, or add `token = ...` to %s",
+                       cfg->path[0] ? cfg->path : "~/.config/drover/config");
+                return EXIT_USAGE;
+            }
+            tok = strdup(cfg->cfg.token);
+            from = "the config file";
+        }
+    }
+    if (tok == NULL) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    if (!token_valid(tok)) {
+        explicit_bzero(tok, strlen(tok));
+        free(tok);
+        errorf("the API token from %s is empty, too long or has invalid characters", from);
+        return EXIT_USAGE;
+    }
+    ctx->token = tok;
+    return 0;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* A path or query under construction; pieces from the user are escaped. */
+typedef struct {
+    cli_buf_t b;
+    bool query;
+    int err;
+} path_t;
+
+static void path_init(path_t *p, const char *prefix)
+{
+    cli_buf_init(&p->b, PATH_MAX_LEN);
+    p->query = false;
+    p->err = cli_buf_puts(&p->b, prefix);
+}
+
+static void path_escaped(path_t *p, const char *s)
+{
+    if (p->err)
+        return;
+    char *e = curl_easy_escape(NULL, s, (int)strnlen(s, PATH_MAX_LEN));
+    p->err = e ? cli_buf_puts(&p->b, e) : -ENOMEM;
+    curl_free(e);
+}
+
+static void path_raw(path_t *p, const char *s)
+{
+    if (!p->err)
+        p->err = cli_buf_puts(&p->b, s);
+}
+
+static void path_param(path_t *p, const char *key, const char *value)
+{
+    if (value == NULL)
+        return;
+    path_raw(p, p->query ? "&" : "?");
+    p->query = true;
+    path_raw(p, key);
+    path_raw(p, "=");
+    path_escaped(p, value);
+}
+
+static int connect_ctx(ctx_t *ctx)
+{
+    if (ctx->http != NULL)
+        return 0;
+    int rc = resolve_server(ctx, ctx->args, ctx->cfg);
+    if (rc == 0)
+        rc = resolve_token(ctx, ctx->args, ctx->cfg);
+    if (rc != 0)
+        return rc;
+    if (!ctx->curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            errorf("cannot initialise libcurl");
+            return EXIT_SERVER;
+        }
+        ctx->curl_ready = true;
+    }
+    if (cli_http_new(ctx->server, ctx->token, ctx->timeout_s, &ctx->http) < 0) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    return 0;
+}
+
+/*
+ * One request. On a 2xx answer *out gets the parsed body (NULL for an empty
+ * one, as after DELETE) and 0 is returned. Otherwise the failure is printed
+ * and the exit status returned.
+ */
+static int api(ctx_t *ctx, const char *method, path_t *p, const char *body, json_t **out)
+{
+    char err[CLI_HTTP_ERR_MAX] = "";
+    cli_http_resp_t r;
+    int rc;
+
+    rc = connect_ctx(ctx);
+    if (rc != 0)
+        return rc;
+    if (p->err) {
+        errorf(p->err == -EFBIG ? "request path too long" : "out of memory");
+        return EXIT_USAGE;
+    }
+    rc = cli_http_request(ctx->http, method, p->b.data, body, &r, err, sizeof(err));
+    if (rc == -EIO) {
+        errorf("cannot reach server at %s: %s", ctx->server, err);
+        return EXIT_UNREACHABLE;
+    }
+    if (rc == -EFBIG) {
+        errorf("the server's response is larger than %u MiB; not read",
+               CLI_HTTP_BODY_MAX / (1024 * 1024));
+        return EXIT_SERVER;
+    }
+    if (rc < 0) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+
+    json_t *v = NULL;
+    char perr[160] = "";
+    if (r.len > 0)
+        v = json_util_parse(r.body, r.len, perr, sizeof(perr));
+    free(r.body);
+
+    if (r.status >= 200 && r.status < 300) {
+        if (r.len > 0 && v == NULL) {
+            errorf("the server's answer is not JSON (%ld): %s", r.status, perr);
+            return EXIT_SERVER;
+        }
+        *out = v;
+        return 0;
+    }
+
+    const char *code = json_string_value(json_object_get(v, "error"));
+    const char *detail = json_string_value(json_object_get(v, "detail"));
+    char *d = cli_sanitize(detail ? detail : code ? code : "request failed", 300);
+    char *c = cli_sanitize(code ? code : "-", 64);
+    if (v == NULL && r.status != 0)
+        errorf("the server answered %ld without a JSON error body", r.status);
+    else
+        errorf("%s (%ld %s)", d ? d : "request failed", r.status, c ? c : "-");
+    free(d);
+    free(c);
+    json_decref(v);
+    return EXIT_SERVER;
+}
+
+static int unexpected(const char *what)
+{
+    errorf("unexpected answer from the server: %s", what);
+    return EXIT_SERVER;
+}
+
+static int print_json(const json_t *v)
+{
+    cli_buf_t b;
+    cli_buf_init(&b, SIZE_MAX / 2);
+    int rc = cli_json_pretty(v, &b);
+    if (rc == 0) {
+        fwrite(b.data, 1, b.len, stdout);
+        fputc('\n', stdout);
+    }
+    cli_buf_fini(&b);
+    if (rc < 0) {
+        errorf("cannot print the answer: %s", strerror(-rc));
+        return EXIT_SERVER;
+    }
+    return EXIT_OK;
+}
+
+/* A JSON epoch-ms value as local time, "-" for null or anything else. */
+static void time_cell(const json_t *v, bool with_ms, char *out, size_t len)
+{
+    if (!json_is_integer(v) || cli_format_time(json_integer_value(v), with_ms, out, len) < 0)
+        snprintf(out, len, "-");
+}
+
+static const char *online_cell(const json_t *v)
+{
+    return json_is_true(v) ? "yes" : json_is_false(v) ? "no" : "-";
+}
+
+/* "k=v,k2=v2" for the list table; caller frees. */
+static char *tags_cell(const json_t *tags)
+{
+    cli_buf_t b;
+    cli_buf_init(&b, 4096);
+    const char *k;
+    json_t *v;
+    int rc = cli_buf_append(&b, "", 0);
+    json_object_foreach((json_t *)tags, k, v)
+    {
+        char *t = cli_json_text(v);
+        if (t == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        if (b.len > 0)
+            rc = cli_buf_puts(&b, ",");
+        if (rc == 0)
+            rc = cli_buf_puts(&b, k);
+        if (rc == 0)
+            rc = cli_buf_puts(&b, "=");
+        if (rc == 0)
+            rc = cli_buf_puts(&b, t);
+        free(t);
+        if (rc == -EFBIG) { /* the cell is cut to CLI_TABLE_CELL_MAX anyway */
+            rc = 0;
+            break;
+        }
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        cli_buf_fini(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+static bool id_arg_ok(const char *id)
+{
+    return util_id_valid(id, strlen(id));
+}
+
+static int bad_id(const args_t *a, const char *id)
+{
+    char sbuf[64];
+    return usage_error(a->cmd, "invalid device id '%s': 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                       shown(id, sbuf, sizeof(sbuf)));
+}
+
+static void device_path(path_t *p, const char *id, const char *suffix)
+{
+    path_init(p, "/api/v1/devices/");
+    path_escaped(p, id);
+    if (suffix)
+        path_raw(p, suffix);
+}
+
+/* id and secret of a fresh credential, then the once-only warning. */
+static int print_secret(ctx_t *ctx, json_t *v)
+{
+    const char *id = json_string_value(json_object_get(v, "id"));
+    const char *secret = json_string_value(json_object_get(v, "secret"));
+    if (id == NULL || secret == NULL)
+        return unexpected("no id or secret");
+    int rc = EXIT_OK;
+    if (ctx->json) {
+        rc = print_json(v);
+    } else {
+        char *i = cli_sanitize(id, 0), *s = cli_sanitize(secret, 0);
+        if (i == NULL || s == NULL)
+            rc = EXIT_SERVER;
+        else
+            printf("id:      %s\nsecret:  %s\n", i, s);
+        free(i);
+        free(s);
+    }
+    fflush(stdout);
+    fputs("drover: warning: the secret is shown only once; store it now\n", stderr);
+    return rc;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static int cmd_device_add(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    char sbuf[64];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+
+    int rc = EXIT_SERVER;
+    char *body = NULL;
+    json_t *resp = NULL;
+    json_t *req = json_object();
+    json_t *tags = json_object();
+    if (req == NULL || tags == NULL || json_object_set_new(req, "id", json_string(id)) < 0)
+        goto oom;
+    for (size_t i = 0; i < a->ntags; i++) {
+        size_t kl;
+        const char *kv = a->tags[i];
+        if (cli_tag_split(kv, &kl) < 0) {
+            rc = usage_error(a->cmd, "--tag wants K=V, got '%s'", shown(kv, sbuf, sizeof(sbuf)));
+            goto fail;
+        }
+        char *key = strndup(kv, kl);
+        if (key == NULL)
+            goto oom;
+        if (json_object_get(tags, key) != NULL) {
+            free(key);
+            rc = usage_error(a->cmd, "tag '%s' given twice", shown(kv, sbuf, sizeof(sbuf)));
+            goto fail;
+        }
+        /* json_object_set_new() takes the value even when it fails. */
+        json_t *val = json_string(kv + kl + 1);
+        int set = val != NULL ? json_object_set_new(tags, key, val) : -1;
+        free(key);
+        if (set < 0) {
+            rc = usage_error(a->cmd, "tag '%s' is not valid UTF-8", shown(kv, sbuf, sizeof(sbuf)));
+            goto fail;
+        }
+    }
+    if (json_object_set(req, "tags", tags) < 0)
+        goto oom;
+    body = json_util_dump(req);
+    if (body == NULL)
+        goto oom;
+
+    path_t p;
+    path_init(&p, "/api/v1/devices");
+    rc = api(ctx, "POST", &p, body, &resp);
+    cli_buf_fini(&p.b);
+    if (rc == 0)
+        rc = print_secret(ctx, resp);
+    goto fail;
+
+oom:
+    errorf("out of memory");
+    rc = EXIT_SERVER;
+fail:
+    json_decref(resp);
+    free(body);
+    json_decref(tags);
+    json_decref(req);
+    return rc;
+}
+
+static int list_rows(cli_table_t *t, json_t *devices)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(devices, i, d)
+    {
+        char seen[CLI_TIME_MAX];
+        time_cell(json_object_get(d, "last_seen"), false, seen, sizeof(seen));
+        char *tags = tags_cell(json_object_get(d, "tags"));
+        const char *cells[] = {json_string_value(json_object_get(d, "id")),
+                               online_cell(json_object_get(d, "online")), seen, tags};
+        int rc = tags ? cli_table_add(t, cells) : -ENOMEM;
+        free(tags);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int cmd_device_list(ctx_t *ctx, const args_t *a)
+{
+    char sbuf[64];
+    size_t kl;
+    int limit;
+    if (a->ntags == 1 && cli_tag_split(a->tags[0], &kl) < 0)
+        return usage_error(a->cmd, "--tag wants K=V, got '%s'",
+                           shown(a->tags[0], sbuf, sizeof(sbuf)));
+    if (a->set[OPT_ONLINE] && a->set[OPT_OFFLINE])
+        return usage_error(a->cmd, "--online and --offline exclude each other");
+    if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &limit) < 0)
+        return usage_error(a->cmd, "--limit wants a positive number");
+
+    int rc = 0;
+    cli_table_t t;
+    json_t *all = json_array(); /* --all --json: every page's devices */
+    char *cursor = a->val[OPT_CURSOR] ? strdup(a->val[OPT_CURSOR]) : NULL;
+    bool more = false;
+    cli_table_init(&t, 4);
+    const char *header[] = {"ID", "ONLINE", "LAST SEEN", "TAGS"};
+    if (all == NULL || (a->val[OPT_CURSOR] && cursor == NULL) || cli_table_add(&t, header) < 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (;;) {
+        path_t p;
+        json_t *page = NULL;
+        path_init(&p, "/api/v1/devices");
+        path_param(&p, "tag", a->ntags ? a->tags[0] : NULL);
+        path_param(&p, "online",
+                   a->set[OPT_ONLINE]    ? "true"
+                   : a->set[OPT_OFFLINE] ? "false"
+                                         : NULL);
+        path_param(&p, "limit", a->val[OPT_LIMIT]);
+        path_param(&p, "cursor", cursor);
+        int st = api(ctx, "GET", &p, NULL, &page);
+        cli_buf_fini(&p.b);
+        if (st != 0) {
+            rc = st;
+            goto done;
+        }
+        json_t *devs = json_object_get(page, "devices");
+        json_t *next = json_object_get(page, "next");
+        if (!json_is_array(devs) || !(json_is_null(next) || json_is_string(next))) {
+            json_decref(page);
+            rc = unexpected("no devices array or next cursor");
+            goto done;
+        }
+        if (ctx->json && !a->set[OPT_ALL]) {
+            rc = print_json(page);
+            json_decref(page);
+            goto done;
+        }
+        int e = ctx->json ? json_array_extend(all, devs) : list_rows(&t, devs);
+        if (e == 0 && json_array_size(all) > CLI_TABLE_ROWS_MAX)
+            e = -EFBIG;
+        const char *n = json_string_value(next);
+        bool stuck = n && (json_array_size(devs) == 0 || (cursor && strcmp(n, cursor) == 0));
+        free(cursor);
+        cursor = n ? strdup(n) : NULL;
+        json_decref(page);
+        if (e < 0 || (n && cursor == NULL)) {
+            rc = e == -EFBIG ? -EFBIG : -ENOMEM;
+            goto fail;
+        }
+        if (stuck) {
+            rc = unexpected("the next cursor does not advance");
+            goto done;
+        }
+        more = cursor != NULL;
+        if (!more || !a->set[OPT_ALL])
+            break;
+    }
+    if (ctx->json) {
+        json_t *doc = json_pack("{s:O,s:n}", "devices", all, "next");
+        rc = doc ? print_json(doc) : -ENOMEM;
+        json_decref(doc);
+        if (rc < 0)
+            goto fail;
+        goto done;
+    }
+    if (t.nrows > 1)
+        cli_table_print(&t, stdout);
+    else
+        fputs("drover: no devices\n", stderr);
+    if (more) {
+        char *c = cli_sanitize(cursor, 0);
+        fflush(stdout);
+        fprintf(stderr, "drover: more devices: use --all, or --cursor %s\n", c ? c : "?");
+        free(c);
+    }
+    goto done;
+
+fail:
+    errorf("%s", rc == -EFBIG ? "too many devices to list at once" : "out of memory");
+    rc = EXIT_SERVER;
+done:
+    free(cursor);
+    json_decref(all);
+    cli_table_fini(&t);
+    return rc;
+}
+
+static int cmpstr(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+static void print_kv(const char *label, const char *value)
+{
+    char *v = cli_sanitize(value ? value : "-", 0);
+    printf("%-11s %s\n", label, v ? v : "?");
+    free(v);
+}
+
+static int show_device(const json_t *d)
+{
+    char ts[CLI_TIME_MAX];
+    print_kv("id:", json_string_value(json_object_get(d, "id")));
+    print_kv("online:", online_cell(json_object_get(d, "online")));
+    time_cell(json_object_get(d, "last_seen"), false, ts, sizeof(ts));
+    print_kv("last seen:", ts);
+    time_cell(json_object_get(d, "created_at"), false, ts, sizeof(ts));
+    print_kv("created:", ts);
+
+    json_t *tags = json_object_get(d, "tags");
+    const char *k;
+    json_t *v;
+    bool first = true;
+    json_object_foreach(tags, k, v)
+    {
+        char *t = cli_json_text(v);
+        char *ks = cli_sanitize(k, 0), *vs = cli_sanitize(t, 0);
+        if (t && ks && vs)
+            printf("%-11s %s=%s\n", first ? "tags:" : "", ks, vs);
+        free(t);
+        free(ks);
+        free(vs);
+        first = false;
+    }
+    if (first)
+        print_kv("tags:", "-");
+
+    json_t *tel = json_object_get(d, "telemetry");
+    size_t n = json_object_size(tel);
+    if (n == 0) {
+        print_kv("telemetry:", "-");
+        return 0;
+    }
+    const char **names = calloc(n, sizeof(*names));
+    cli_table_t t;
+    cli_table_init(&t, 3);
+    const char *header[] = {"METRIC", "VALUE", "UPDATED"};
+    int rc = names && cli_table_add(&t, header) == 0 ? 0 : -ENOMEM;
+    size_t i = 0;
+    json_object_foreach(tel, k, v)
+    {
+        if (names != NULL && i < n)
+            names[i++] = k;
+    }
+    if (names != NULL)
+        qsort(names, i, sizeof(*names), cmpstr);
+    for (size_t j = 0; rc == 0 && j < i; j++) {
+        json_t *m = json_object_get(tel, names[j]);
+        char *val = cli_json_text(json_is_object(m) ? json_object_get(m, "value") : m);
+        time_cell(json_object_get(m, "ts"), true, ts, sizeof(ts));
+        const char *cells[] = {names[j], val, ts};
+        rc = val ? cli_table_add(&t, cells) : -ENOMEM;
+        free(val);
+    }
+    if (rc == 0) {
+        putchar('\n');
+        cli_table_print(&t, stdout);
+    }
+    cli_table_fini(&t);
+    free(names);
+    return rc;
+}
+
+static int cmd_device_show(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    path_t p;
+    json_t *d = NULL;
+    device_path(&p, id, NULL);
+    int rc = api(ctx, "GET", &p, NULL, &d);
+    cli_buf_fini(&p.b);
+    if (rc != 0)
+        return rc;
+    if (!json_is_object(d))
+        rc = unexpected("not a device object");
+    else if (ctx->json)
+        rc = print_json(d);
+    else if (show_device(d) < 0) {
+        errorf("out of memory");
+        rc = EXIT_SERVER;
+    }
+    json_decref(d);
+    return rc;
+}
+
+static int cmd_device_rm(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    path_t p;
+    json_t *d = NULL;
+    device_path(&p, id, NULL);
+    int rc = api(ctx, "DELETE", &p, NULL, &d);
+    cli_buf_fini(&p.b);
+    if (rc != 0)
+        return rc;
+    if (ctx->json && d != NULL)
+        rc = print_json(d);
+    else if (!ctx->json)
+        printf("deleted device %s\n", id);
+    json_decref(d);
+    return rc;
+}
+
+static int cmd_device_rotate(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    path_t p;
+    json_t *d = NULL;
+    device_path(&p, id, "/secret");
+    int rc = api(ctx, "POST", &p, NULL, &d);
+    cli_buf_fini(&p.b);
+    if (rc == 0)
+        rc = print_secret(ctx, d);
+    json_decref(d);
+    return rc;
+}
+
+static int cmd_telemetry(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    char since[128], until[128], sbuf[64];
+    int limit;
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    int64_t now = util_now_ms();
+    const int when[2] = {OPT_SINCE, OPT_UNTIL};
+    char *out[2] = {since, until};
+    for (int i = 0; i < 2; i++) {
+        const char *v = a->val[when[i]];
+        if (v != NULL && cli_parse_when(v, now, out[i], sizeof(since)) < 0)
+            return usage_error(a->cmd,
+                               "--%s wants epoch ms, RFC 3339, now, or -N followed by s, m, h, d "
+                               "or w; got '%s'",
+                               options[when[i]].name, shown(v, sbuf, sizeof(sbuf)));
+    }
+    if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &limit) < 0)
+        return usage_error(a->cmd, "--limit wants a positive number");
+
+    path_t p;
+    json_t *d = NULL;
+    device_path(&p, id, "/telemetry");
+    path_param(&p, "metric", a->val[OPT_METRIC]);
+    path_param(&p, "since", a->val[OPT_SINCE] ? since : NULL);
+    path_param(&p, "until", a->val[OPT_UNTIL] ? until : NULL);
+    path_param(&p, "limit", a->val[OPT_LIMIT]);
+    path_param(&p, "cursor", a->val[OPT_CURSOR]);
+    int rc = api(ctx, "GET", &p, NULL, &d);
+    cli_buf_fini(&p.b);
+    if (rc != 0)
+        return rc;
+
+    json_t *points = json_object_get(d, "points");
+    json_t *next = json_object_get(d, "next");
+    if (!json_is_array(points) || !(json_is_null(next) || json_is_string(next))) {
+        json_decref(d);
+        return unexpected("no points array or next cursor");
+    }
+    if (ctx->json) {
+        rc = print_json(d);
+        json_decref(d);
+        return rc;
+    }
+    cli_table_t t;
+    cli_table_init(&t, 3);
+    const char *header[] = {"TIME", "METRIC", "VALUE"};
+    int e = cli_table_add(&t, header);
+    size_t i;
+    json_t *pt;
+    json_array_foreach(points, i, pt)
+    {
+        char ts[CLI_TIME_MAX];
+        time_cell(json_object_get(pt, "ts"), true, ts, sizeof(ts));
+        char *val = cli_json_text(json_object_get(pt, "value"));
+        const char *cells[] = {ts, json_string_value(json_object_get(pt, "metric")), val};
+        if (e == 0)
+            e = val ? cli_table_add(&t, cells) : -ENOMEM;
+        free(val);
+    }
+    if (e < 0) {
+        errorf("out of memory");
+        rc = EXIT_SERVER;
+    } else if (t.nrows > 1) {
+        cli_table_print(&t, stdout);
+    } else {
+        fputs("drover: no telemetry points\n", stderr);
+    }
+    if (e == 0 && json_is_string(next)) {
+        char *c = cli_sanitize(json_string_value(next), 0);
+        fflush(stdout);
+        fprintf(stderr, "drover: more points: use --cursor %s\n", c ? c : "?");
+        free(c);
+    }
+    cli_table_fini(&t);
+    json_decref(d);
+    return rc;
+}
+
+static int cmd_help(ctx_t *ctx, const args_t *a)
+{
+    char sbuf[64];
+    (void)ctx;
+    if (a->npos == 0) {
+        print_global_help(stdout);
+        return EXIT_OK;
+    }
+    const cmd_t *c = find_command(a->pos, a->npos);
+    if (c != NULL && path_words(c->path) == a->npos) {
+        print_command_help(stdout, c);
+        return EXIT_OK;
+    }
+    if (a->npos == 1 && is_group(a->pos[0])) {
+        print_group_help(stdout, a->pos[0]);
+        return EXIT_OK;
+    }
+    return usage_error(NULL, "no such command '%s%s%s'", shown(a->pos[0], sbuf, sizeof(sbuf)),
+                       a->npos > 1 ? " " : "", a->npos > 1 ? a->pos[1] : "");
+}
+
+static int cmd_version(ctx_t *ctx, const args_t *a)
+{
+    (void)ctx;
+    (void)a;
+    printf("drover %s\n", DROVER_VERSION);
+    return EXIT_OK;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    static args_t a; /* static: zeroed, and large enough to keep off the stack */
+    config_state_t cfg = {.loaded = false};
+    ctx_t ctx = {.args = &a, .cfg = &cfg, .timeout_s = DEFAULT_TIMEOUT_S};
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        goto out;
+    if (a.set[OPT_VERSION]) {
+        rc = cmd_version(NULL, &a);
+        goto out;
+    }
+    ctx.json = a.set[OPT_JSON];
+    if (a.set[OPT_TIMEOUT] && cli_parse_seconds(a.val[OPT_TIMEOUT], &ctx.timeout_s) < 0) {
+        rc = usage_error(a.cmd, "--timeout wants seconds, more than 0 and at most 86400");
+        goto out;
+    }
+    rc = a.cmd->run(&ctx, &a);
+    cli_http_free(ctx.http);
+    if (ctx.curl_ready)
+        curl_global_cleanup();
+out:
+    if (ctx.token != NULL) {
+        explicit_bzero(ctx.token, strlen(ctx.token));
+        free(ctx.token);
+    }
+    free(ctx.server);
+    if (cfg.cfg.token != NULL)
+        explicit_bzero(cfg.cfg.token, strlen(cfg.cfg.token));
+    cli_config_fini(&cfg.cfg);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (rc == EXIT_OK)
+            fprintf(stderr, "drover: cannot write the output: %s\n", strerror(errno));
+        rc = rc == EXIT_OK ? EXIT_SERVER : rc;
+    }
+    return rc;
+}

@@ -1,0 +1,43 @@
+/*
+ * The CLI's one HTTP connection to droverd: a libcurl easy handle reused for
+ * every request of a command (so `device list --all` pages over one
+ * keep-alive connection), the bearer token in a header list built once, and
+ * response bodies read into a buffer capped at CLI_HTTP_BODY_MAX.
+ *
+ * Single-threaded. The token is never logged, echoed or put in an error
+ * string; the caller prints nothing that came from here except err, which
+ * holds libcurl's description of a transport failure.
+ */
+#ifndef DROVER_CLI_HTTP_H
+#define DROVER_CLI_HTTP_H
+
+#include <stddef.h>
+
+#define CLI_HTTP_BODY_MAX (64u * 1024 * 1024)
+#define CLI_HTTP_ERR_MAX 256
+
+typedef struct cli_http cli_http_t;
+
+typedef struct {
+    long status; /* HTTP status code */
+    char *body;  /* NUL-terminated, len bytes; caller frees with free() */
+    size_t len;
+} cli_http_resp_t;
+
+/* base: "http://host:port" without a trailing slash (borrowed for the
+ * handle's lifetime). token: may be NULL (no Authorization header); copied.
+ * timeout_s: whole-request timeout. Caller frees with cli_http_free. */
+int cli_http_new(const char *base, const char *token, double timeout_s, cli_http_t **out);
+void cli_http_free(cli_http_t *h);
+
+/* method "GET", "POST" or "DELETE"; path starts with '/' and is already
+ * URL-encoded; body (JSON, may be NULL) is sent with Content-Type
+ * application/json. Returns 0 with *out filled for any HTTP status, or:
+ *   -EIO     transport failure (connect, DNS, TLS, timeout, reset): err says why
+ *   -EFBIG   the response body is larger than CLI_HTTP_BODY_MAX
+ *   -ENOMEM
+ */
+int cli_http_request(cli_http_t *h, const char *method, const char *path, const char *body,
+                     cli_http_resp_t *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,596 @@
+/*
+ * Pure helpers of the operator CLI (see cli_util.h). Everything here takes
+ * its input as arguments and returns an errno-style code, so the unit tests
+ * cover it without a server or a terminal.
+ *
+ * Text that came from the network (tag values, telemetry strings, error
+ * details) is printed only through cli_sanitize() or cli_json_pretty(), which
+ * neutralise control characters: a device must not be able to send escape
+ * sequences to an operator's terminal.
+ */
+#include "cli_util.h"
+
+#include "common/json.h"
+#include "common/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- capped growable buffer ---------------------------------------------- */
+
+void cli_buf_init(cli_buf_t *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+int cli_buf_append(cli_buf_t *b, const void *p, size_t n)
+{
+    if (n > b->max || b->len > b->max - n)
+        return -EFBIG;
+    size_t need = b->len + n + 1;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need)
+            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        char *d = realloc(b->data, cap);
+        if (d == NULL)
+            return -ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int cli_buf_puts(cli_buf_t *b, const char *s)
+{
+    return cli_buf_append(b, s, strlen(s));
+}
+
+void cli_buf_fini(cli_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+int cli_parse_when(const char *s, int64_t now_ms, char *out, size_t outlen)
+{
+    int64_t v;
+    if (s == NULL || outlen == 0)
+        return -EINVAL;
+    if (strcmp(s, "now") == 0) {
+        v = now_ms;
+    } else if (s[0] == '-' && isdigit((unsigned char)s[1])) {
+        const char *p = s + 1;
+        while (isdigit((unsigned char)*p))
+            p++;
+        int64_t unit;
+        switch (*p) {
+        case 's':
+            unit = 1000;
+            break;
+        case 'm':
+            unit = 60 * 1000;
+            break;
+        case 'h':
+            unit = 3600 * 1000;
+            break;
+        case 'd':
+            unit = 86400 * 1000;
+            break;
+        case 'w':
+            unit = 7 * 86400 * 1000;
+            break;
+        default:
+            /* Not relative: a negative epoch ms such as "-15" still passes. */
+            goto absolute;
+        }
+        /* 15 digits of weeks is already beyond any clock; stops overflow. */
+        if (p - (s + 1) > 15)
+            return -ERANGE;
+        int64_t n = 0;
+        for (const char *q = s + 1; q < p; q++)
+            n = n * 10 + (*q - '0');
+        if (p[1] != '\0')
+            return -EINVAL;
+        if (n > INT64_MAX / unit)
+            return -ERANGE;
+        int64_t d = n * unit;
+        if (now_ms < INT64_MIN + d)
+            return -ERANGE;
+        v = now_ms - d;
+    } else {
+        goto absolute;
+    }
+    int w = snprintf(out, outlen, "%lld", (long long)v);
+    if (w < 0 || (size_t)w >= outlen)
+        return -ERANGE;
+    return 0;
+
+absolute:
+    if (util_parse_time(s, &v) < 0)
+        return -EINVAL;
+    if (strlen(s) >= outlen)
+        return -ERANGE;
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
+int cli_format_time(int64_t ms, bool with_ms, char *out, size_t outlen)
+{
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        sec--;
+    }
+    time_t t = (time_t)sec;
+    if ((int64_t)t != sec)
+        return -ERANGE;
+    struct tm tm;
+    if (localtime_r(&t, &tm) == NULL)
+        return -ERANGE;
+    char base[32];
+    if (strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        return -ERANGE;
+    char frac[8] = "";
+    if (with_ms)
+        snprintf(frac, sizeof(frac), ".%03d", (int)rem);
+    char zone[8] = "Z";
+    long off = tm.tm_gmtoff;
+    if (off != 0) {
+        char sign = off < 0 ? '-' : '+';
+        long a = off < 0 ? -off : off;
+        snprintf(zone, sizeof(zone), "%c%02ld:%02ld", sign, (a / 3600) % 100, (a % 3600) / 60);
+    }
+    int w = snprintf(out, outlen, "%s%s%s", base, frac, zone);
+    if (w < 0 || (size_t)w >= outlen)
+        return -ERANGE;
+    return 0;
+}
+
+/* ---- arguments ----------------------------------------------------------- */
+
+int cli_tag_split(const char *kv, size_t *keylen)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL || eq == kv)
+        return -EINVAL;
+    *keylen = (size_t)(eq - kv);
+    return 0;
+}
+
+int cli_parse_seconds(const char *s, double *out)
+{
+    if (s == NULL || *s == '\0')
+        return -EINVAL;
+    /* Digits and one dot only: no signs, exponents, hex, "inf" or "nan". */
+    int dots = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '.')
+            dots++;
+        else if (!isdigit((unsigned char)*p))
+            return -EINVAL;
+    }
+    if (dots > 1 || strcmp(s, ".") == 0)
+        return -EINVAL;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end != '\0' || !isfinite(v) || v <= 0 || v > 86400)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_count(const char *s, int *out)
+{
+    int64_t v;
+    int rc = util_parse_i64(s, &v);
+    if (rc < 0)
+        return rc;
+    if (v < 1 || v > INT_MAX || s[0] == '+')
+        return -ERANGE;
+    *out = (int)v;
+    return 0;
+}
+
+/* ---- config file --------------------------------------------------------- */
+
+static int is_blank(int c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+int cli_config_parse(const char *text, size_t len, cli_config_t *out, int *bad_line)
+{
+    cli_config_t c = {NULL, NULL};
+    const char *p = text, *end = text + len;
+    int line = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *s = p, *e = le;
+        line++;
+        p = nl ? nl + 1 : end;
+        while (s < e && is_blank((unsigned char)*s))
+            s++;
+        while (e > s && is_blank((unsigned char)e[-1]))
+            e--;
+        if (s == e || *s == '#')
+            continue;
+        const char *eq = memchr(s, '=', (size_t)(e - s));
+        if (eq == NULL || memchr(s, '\0', (size_t)(e - s)) != NULL)
+            goto fail;
+        const char *ke = eq, *vs = eq + 1;
+        while (ke > s && is_blank((unsigned char)ke[-1]))
+            ke--;
+        while (vs < e && is_blank((unsigned char)*vs))
+            vs++;
+        if (ke == s)
+            goto fail;
+        if (e - vs >= 2 && *vs == '"' && e[-1] == '"') {
+            vs++;
+            e--;
+        }
+        char **slot = NULL;
+        size_t kl = (size_t)(ke - s);
+        if (kl == 6 && memcmp(s, "server", 6) == 0)
+            slot = &c.server;
+        else if (kl == 5 && memcmp(s, "token", 5) == 0)
+            slot = &c.token;
+        if (slot == NULL)
+            continue;
+        char *v = strndup(vs, (size_t)(e - vs));
+        if (v == NULL) {
+            cli_config_fini(&c);
+            return -ENOMEM;
+        }
+        free(*slot);
+        *slot = v;
+    }
+    *out = c;
+    return 0;
+
+fail:
+    cli_config_fini(&c);
+    if (bad_line != NULL)
+        *bad_line = line;
+    return -EINVAL;
+}
+
+void cli_config_fini(cli_config_t *c)
+{
+    free(c->server);
+    c->server = NULL;
+    free(c->token);
+    c->token = NULL;
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+/* Shortest of %.15g..%.17g that reads back as the same double, with ".0"
+ * added when the text would otherwise read as an integer. */
+static void format_real(double d, char *out, size_t outlen)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, outlen, "%.*g", prec, d);
+        if (strtod(out, NULL) == d)
+            break;
+    }
+    size_t l = strlen(out);
+    if (strpbrk(out, ".eEn") == NULL && l + 2 < outlen)
+        memcpy(out + l, ".0", 3);
+}
+
+char *cli_json_text(const json_t *v)
+{
+    char num[40];
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return strndup(json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return strdup(num);
+    case JSON_REAL:
+        format_real(json_real_value(v), num, sizeof(num));
+        return strdup(num);
+    case JSON_TRUE:
+        return strdup("true");
+    case JSON_FALSE:
+        return strdup("false");
+    case JSON_NULL:
+        return strdup("-");
+    default:
+        return json_util_dump(v);
+    }
+}
+
+static int put_string(cli_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = cli_buf_append(b, "\"", 1);
+    size_t run = 0; /* bytes copied verbatim in one append */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t el = 2;
+        esc[0] = '\\';
+        if (c == '"' || c == '\\')
+            esc[1] = (char)c;
+        else if (c == '\n')
+            esc[1] = 'n';
+        else if (c == '\t')
+            esc[1] = 't';
+        else if (c == '\r')
+            esc[1] = 'r';
+        else if (c == '\b')
+            esc[1] = 'b';
+        else if (c == '\f')
+            esc[1] = 'f';
+        else if (c < 0x20 || c == 0x7f) {
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            el = 6;
+        } else {
+            run++;
+            continue;
+        }
+        rc = cli_buf_append(b, s + i - run, run);
+        run = 0;
+        if (rc == 0)
+            rc = cli_buf_append(b, esc, el);
+    }
+    if (rc == 0)
+        rc = cli_buf_append(b, s + n - run, run);
+    if (rc == 0)
+        rc = cli_buf_append(b, "\"", 1);
+    return rc;
+}
+
+static int put_indent(cli_buf_t *b, int depth)
+{
+    static const char spaces[] = "                                ";
+    int rc = cli_buf_append(b, "\n", 1);
+    size_t n = (size_t)depth * 2;
+    while (rc == 0 && n > 0) {
+        size_t k = n < sizeof(spaces) - 1 ? n : sizeof(spaces) - 1;
+        rc = cli_buf_append(b, spaces, k);
+        n -= k;
+    }
+    return rc;
+}
+
+/* Deeper than jansson's own parser limit, so anything it parsed prints. */
+#define PRETTY_DEPTH_MAX 2048
+
+static int pretty(const json_t *v, cli_buf_t *b, int depth)
+{
+    int rc = 0;
+    if (depth > PRETTY_DEPTH_MAX)
+        return -EINVAL;
+    if (json_is_object(v)) {
+        if (json_object_size(v) == 0)
+            return cli_buf_puts(b, "{}");
+        rc = cli_buf_puts(b, "{");
+        const char *k;
+        json_t *c;
+        bool first = true;
+        json_object_foreach((json_t *)v, k, c)
+        {
+            if (rc == 0 && !first)
+                rc = cli_buf_puts(b, ",");
+            first = false;
+            if (rc == 0)
+                rc = put_indent(b, depth + 1);
+            if (rc == 0)
+                rc = put_string(b, k, strlen(k));
+            if (rc == 0)
+                rc = cli_buf_puts(b, ": ");
+            if (rc == 0)
+                rc = pretty(c, b, depth + 1);
+            if (rc < 0)
+                return rc;
+        }
+        if (rc == 0)
+            rc = put_indent(b, depth);
+        return rc ? rc : cli_buf_puts(b, "}");
+    }
+    if (json_is_array(v)) {
+        if (json_array_size(v) == 0)
+            return cli_buf_puts(b, "[]");
+        rc = cli_buf_puts(b, "[");
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c)
+        {
+            if (rc == 0 && i > 0)
+                rc = cli_buf_puts(b, ",");
+            if (rc == 0)
+                rc = put_indent(b, depth + 1);
+            if (rc == 0)
+                rc = pretty(c, b, depth + 1);
+            if (rc < 0)
+                return rc;
+        }
+        if (rc == 0)
+            rc = put_indent(b, depth);
+        return rc ? rc : cli_buf_puts(b, "]");
+    }
+    if (json_is_string(v))
+        return put_string(b, json_string_value(v), json_string_length(v));
+    char *t = cli_json_text(v);
+    if (t == NULL)
+        return -ENOMEM;
+    rc = cli_buf_puts(b, json_is_null(v) ? "null" : t);
+    free(t);
+    return rc;
+}
+
+int cli_json_pretty(const json_t *v, cli_buf_t *out)
+{
+    return pretty(v, out, 0);
+}
+
+/* ---- tables -------------------------------------------------------------- */
+
+/* Length of the UTF-8 sequence starting at s (at most n bytes available), or
+ * 0 when it is malformed. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* One code point: printable sequences are copied, controls (C0, DEL, C1)
+ * and malformed bytes become '?'. Returns the bytes consumed. */
+static size_t sanitize_one(const unsigned char *s, size_t n, char *out, size_t *outlen)
+{
+    size_t l = utf8_seq(s, n);
+    bool ctrl = l == 0 || (l == 1 && (s[0] < 0x20 || s[0] == 0x7f)) ||
+                (l == 2 && s[0] == 0xc2 && s[1] < 0xa0);
+    if (ctrl) {
+        out[0] = '?';
+        *outlen = 1;
+        return l ? l : 1;
+    }
+    memcpy(out, s, l);
+    *outlen = l;
+    return l;
+}
+
+static size_t count_points(const char *s)
+{
+    size_t n = strlen(s), cnt = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n; cnt++) {
+        size_t l = utf8_seq(p + i, n - i);
+        i += l ? l : 1;
+    }
+    return cnt;
+}
+
+char *cli_sanitize(const char *s, size_t max_chars)
+{
+    if (s == NULL)
+        s = "";
+    size_t n = strlen(s);
+    size_t total = count_points(s);
+    size_t keep = total;
+    bool cut = max_chars > 0 && total > max_chars;
+    if (cut)
+        keep = max_chars > 3 ? max_chars - 3 : 0;
+    /* Every kept code point is at most as long as its source bytes. */
+    char *out = malloc(n + 4);
+    if (out == NULL)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    for (size_t k = 0; k < keep && i < n; k++) {
+        size_t ol;
+        i += sanitize_one(p + i, n - i, out + o, &ol);
+        o += ol;
+    }
+    if (cut) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+int cli_table_init(cli_table_t *t, size_t ncols)
+{
+    if (ncols == 0 || ncols > CLI_TABLE_COLS_MAX)
+        return -EINVAL;
+    t->ncols = ncols;
+    t->nrows = 0;
+    t->cap = 0;
+    t->cells = NULL;
+    return 0;
+}
+
+int cli_table_add(cli_table_t *t, const char *const *cells)
+{
+    if (t->nrows >= CLI_TABLE_ROWS_MAX)
+        return -EFBIG;
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        char **c = realloc(t->cells, cap * t->ncols * sizeof(*c));
+        if (c == NULL)
+            return -ENOMEM;
+        t->cells = c;
+        t->cap = cap;
+    }
+    char **row = t->cells + t->nrows * t->ncols;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const char *s = cells[i];
+        row[i] = cli_sanitize(s == NULL || *s == '\0' ? "-" : s, CLI_TABLE_CELL_MAX);
+        if (row[i] == NULL) {
+            while (i > 0)
+                free(row[--i]);
+            return -ENOMEM;
+        }
+    }
+    t->nrows++;
+    return 0;
+}
+
+void cli_table_print(const cli_table_t *t, FILE *out)
+{
+    size_t width[CLI_TABLE_COLS_MAX] = {0};
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t w = count_points(t->cells[r * t->ncols + c]);
+            if (w > width[c])
+                width[c] = w;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *cell = t->cells[r * t->ncols + c];
+            fputs(cell, out);
+            if (c + 1 < t->ncols)
+                fprintf(out, "%*s", (int)(width[c] - count_points(cell) + 2), "");
+        }
+        fputc('\n', out);
+    }
+}
+
+void cli_table_fini(cli_table_t *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    t->cells = NULL;
+    t->nrows = 0;
+    t->cap = 0;
+}

@@ -1,0 +1,125 @@
+/*
+ * Pure helpers of the operator CLI, kept apart from main() and libcurl so the
+ * unit tests can drive them: a capped growable buffer, time arguments
+ * (absolute or relative like "-15m"), local RFC 3339 formatting, "k=v" tags,
+ * the config file, JSON scalars as table text, a JSON pretty printer that
+ * keeps numbers readable, and an aligned text table.
+ *
+ * Nothing here does I/O except cli_table_print(), which writes to the FILE
+ * it is given. Single-threaded like the rest of the CLI; the only global
+ * state touched is the C library's time zone (localtime_r).
+ */
+#ifndef DROVER_CLI_UTIL_H
+#define DROVER_CLI_UTIL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- capped growable buffer ---------------------------------------------- */
+
+/* Bytes plus a NUL after them. Grows by doubling up to max bytes of data. */
+typedef struct {
+    char *data; /* NULL until the first append */
+    size_t len;
+    size_t cap;
+    size_t max;
+} cli_buf_t;
+
+void cli_buf_init(cli_buf_t *b, size_t max);
+/* Appends n bytes. -EFBIG if the result would exceed max, -ENOMEM. On error
+ * the buffer is unchanged. */
+int cli_buf_append(cli_buf_t *b, const void *p, size_t n);
+int cli_buf_puts(cli_buf_t *b, const char *s);
+/* Releases the storage; the buffer can be reused after cli_buf_init. */
+void cli_buf_fini(cli_buf_t *b);
+
+/* ---- time ---------------------------------------------------------------- */
+
+/* A --since/--until argument into the text sent to the server:
+ *   "-30s", "-15m", "-1h", "-2d", "-1w"  -> now_ms minus that, as epoch ms
+ *   "now"                                 -> now_ms
+ *   epoch ms or RFC 3339                  -> passed through unchanged
+ * Anything else is -EINVAL; a result that does not fit out is -ERANGE. */
+int cli_parse_when(const char *s, int64_t now_ms, char *out, size_t outlen);
+
+/* Epoch ms as RFC 3339 in the local time zone: "2026-11-27T11:00:00+01:00",
+ * with ".mmm" before the offset when with_ms, "Z" for a zero offset.
+ * -ERANGE if out is too small or the time is outside what the C library
+ * can represent. */
+#define CLI_TIME_MAX 40
+int cli_format_time(int64_t ms, bool with_ms, char *out, size_t outlen);
+
+/* ---- arguments ----------------------------------------------------------- */
+
+/* "key=value" with a non-empty key. Writes the key length on success. */
+int cli_tag_split(const char *kv, size_t *keylen);
+
+/* A number of seconds in (0, 86400], fractions allowed ("2.5"). */
+int cli_parse_seconds(const char *s, double *out);
+
+/* A positive decimal integer that fits in an int. */
+int cli_parse_count(const char *s, int *out);
+
+/* ---- config file --------------------------------------------------------- */
+
+/* ~/.config/drover/config: "key = value" lines, '#' comments, blank lines;
+ * a value may be wrapped in double quotes. Keys "server" and "token" are
+ * read, others are ignored so older CLIs accept newer files. */
+typedef struct {
+    char *server; /* NULL when absent; caller frees */
+    char *token;  /* NULL when absent; caller frees */
+} cli_config_t;
+
+/* Parses len bytes of text. On success fills *out (caller calls
+ * cli_config_fini). A line without '=' or with an empty key is -EINVAL and
+ * its 1-based number goes to *bad_line when given. */
+int cli_config_parse(const char *text, size_t len, cli_config_t *out, int *bad_line);
+void cli_config_fini(cli_config_t *c);
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+/* A value as table text: strings as-is, numbers in their shortest
+ * round-trip form, true/false, null as "-", arrays and objects as compact
+ * JSON. Returns a malloc'd string (caller frees) or NULL on ENOMEM. */
+char *cli_json_text(const json_t *v);
+
+/* Pretty JSON (two-space indent, key order kept) appended to out. Reals are
+ * printed in their shortest round-trip form rather than jansson's 17 digits,
+ * so 0.1 stays 0.1. Non-ASCII UTF-8 is kept; control characters are escaped.
+ * Returns 0, -EFBIG or -ENOMEM (from the buffer), -EINVAL for a value
+ * nested deeper than 64 levels. */
+int cli_json_pretty(const json_t *v, cli_buf_t *out);
+
+/* ---- tables -------------------------------------------------------------- */
+
+/* Rows of cells printed with columns padded to the widest cell, two spaces
+ * apart, no trailing blanks. Cells are copied; control characters become
+ * '?', so text from the network cannot move the terminal cursor; cells
+ * longer than CLI_TABLE_CELL_MAX characters are cut and end in "...". An
+ * empty or NULL cell prints as "-". Widths count UTF-8 code points. */
+#define CLI_TABLE_COLS_MAX 8
+#define CLI_TABLE_CELL_MAX 64
+#define CLI_TABLE_ROWS_MAX 10000000u
+typedef struct {
+    size_t ncols;
+    size_t nrows;
+    size_t cap;
+    char **cells; /* nrows * ncols */
+} cli_table_t;
+
+/* ncols in 1..CLI_TABLE_COLS_MAX. */
+int cli_table_init(cli_table_t *t, size_t ncols);
+/* Copies ncols cells. -ENOMEM, or -EFBIG past CLI_TABLE_ROWS_MAX rows. */
+int cli_table_add(cli_table_t *t, const char *const *cells);
+void cli_table_print(const cli_table_t *t, FILE *out);
+void cli_table_fini(cli_table_t *t);
+
+/* Copies s into a new string with control characters replaced by '?' and,
+ * when max_chars > 0, cut to that many code points ending in "...".
+ * Returns NULL on ENOMEM. Also used for key: value lines. */
+char *cli_sanitize(const char *s, size_t max_chars);
+
+#endif
