@@ -130,7 +130,7 @@ bool mqtt_codec_utf8_valid(const char *s, size_t len)
 
 bool mqtt_props_has(const mqtt_props_t *p, uint8_t id)
 {
-    return (p->present & (1u << (id & 31))) != 0;
+    return id < 64 && (p->present & (UINT64_C(1) << id)) != 0;
 }
 
 /* Property types. */
@@ -204,7 +204,7 @@ static int rd_props(struct rd *r, uint16_t where, mqtt_props_t *out)
             return -EPROTO;
         if (id != MQTT_PROP_USER_PROPERTY && mqtt_props_has(out, (uint8_t)id))
             return -EBADMSG;
-        out->present |= 1u << (id & 31);
+        out->present |= UINT64_C(1) << id;
         uint8_t u8 = 0;
         uint16_t u16 = 0;
         uint32_t u32 = 0;
@@ -456,10 +456,10 @@ int mqtt_codec_decode_subscribe(uint8_t type, const uint8_t *body, size_t len, u
                 return -EPROTO;
             if (version == MQTT_V311 && (opt & 0xFC))
                 return -EPROTO; /* [MQTT-3.8.3-4] */
-            if (version == MQTT_V5 && ((opt & 0xC0) || ((opt >> 4) & 3) == 3))
-                return -EPROTO; /* [MQTT-3.8.3-5], retain handling 3 */
-            if ((opt & 3) == 3)
-                return -EPROTO;
+            if (version == MQTT_V5 && (opt & 0xC0))
+                return -EPROTO; /* [MQTT-3.8.3-5] reserved bits: malformed */
+            if ((opt & 3) == 3 || (version == MQTT_V5 && ((opt >> 4) & 3) == 3))
+                return version == MQTT_V5 ? -EBADMSG : -EPROTO; /* 5.0: protocol error */
         }
         s.count++;
     }

@@ -132,7 +132,7 @@ typedef struct mqtt_bin {
 /* The MQTT 5 properties the server acts on; the rest are validated and
  * kept only as the raw block (forwarded as they are for PUBLISH). */
 typedef struct mqtt_props {
-    uint32_t present; /* bit (1u << (id & 31)) for ids seen, see mqtt_props_has */
+    uint64_t present; /* bit (1 << id) for every property id seen (ids < 64) */
     uint32_t session_expiry;
     uint32_t message_expiry;
     uint32_t will_delay;
