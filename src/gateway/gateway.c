@@ -183,8 +183,8 @@ static int publish(void *ctx, void *user, const char *topic, size_t topic_len,
 
     telemetry_batch_t batch;
     char err[160];
-    int rc =
-        telemetry_parse((const char *)payload, payload_len, d->key, now, &batch, err, sizeof(err));
+    int rc = telemetry_parse((const char *)payload, payload_len, d->key, now,
+                             gw->cfg->max_telemetry_points, &batch, err, sizeof(err));
     if (rc < 0) {
         gw->telemetry_rejected++;
         log_warn("telemetry from '%s' rejected: %s", cl->id, err);

@@ -222,6 +222,8 @@ int main(int argc, char **argv)
     if (created) {
         printf("admin token: %s\n", token);
         printf("  (shown once; also saved to %s/admin.token, mode 0600)\n", cfg.data_dir);
+    } else {
+        printf("the admin API token is in %s/admin.token\n", cfg.data_dir);
     }
     printf("mqtt: listening on %s:%d\n", mqtt_host, mqtt_port);
     printf("http: listening on http://%s:%d (API under /api/v1, metrics at /metrics)\n", http_host,

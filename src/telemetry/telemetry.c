@@ -39,6 +39,7 @@
 struct pass {
     size_t points;
     size_t str_bytes;
+    size_t max_points;
 };
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -110,9 +111,9 @@ static int check_object(const json_t *obj, bool array, size_t idx, struct pass *
             return fail(err, errlen, -EINVAL,
                         "%smetric \"%s\": value must be a number, boolean or string", at, key);
         }
-        if (acc->points + metrics + 1 > TELEMETRY_MAX_POINTS)
-            return fail(err, errlen, -E2BIG, "more than %d points in one payload",
-                        TELEMETRY_MAX_POINTS);
+        if (acc->points + metrics + 1 > acc->max_points)
+            return fail(err, errlen, -E2BIG, "more than %zu points in one payload",
+                        acc->max_points);
         metrics++;
         acc->str_bytes += bytes;
     }
@@ -163,7 +164,7 @@ static void copy_object(const json_t *obj, int64_t device_key, int64_t now_ms, t
 }
 
 int telemetry_parse(const char *payload, size_t len, int64_t device_key, int64_t now_ms,
-                    telemetry_batch_t *out, char *err, size_t errlen)
+                    size_t max_points, telemetry_batch_t *out, char *err, size_t errlen)
 {
     int rc;
     json_t *root = NULL;
@@ -191,6 +192,7 @@ int telemetry_parse(const char *payload, size_t len, int64_t device_key, int64_t
     }
 
     struct pass acc = {0};
+    acc.max_points = max_points;
     for (size_t i = 0; i < items; i++) {
         const json_t *obj = array ? json_array_get(root, i) : root;
         rc = check_object(obj, array, i, &acc, err, errlen);

@@ -16,7 +16,8 @@
 
 #include "store/store.h"
 
-/* Limits on one payload. */
+/* Limits on one payload. The points limit is a parameter of
+ * telemetry_parse (config max_telemetry_points); this is its default. */
 #define TELEMETRY_MAX_POINTS 4096
 #define TELEMETRY_MAX_METRIC_LEN 128
 #define TELEMETRY_MAX_STRING_LEN 1024
@@ -27,11 +28,12 @@ typedef struct telemetry_batch {
     char *strs; /* one allocation holding every string */
 } telemetry_batch_t;
 
-/* Parses payload for device_key; ts defaults to now_ms. On success fills
+/* Parses payload for device_key; ts defaults to now_ms; at most max_points
+ * points (-E2BIG above). On success fills
  * *out (caller calls telemetry_batch_fini). On failure returns -EINVAL (or
  * -E2BIG over a limit, -ENOMEM) and writes a one-line reason to err. */
 int telemetry_parse(const char *payload, size_t len, int64_t device_key, int64_t now_ms,
-                    telemetry_batch_t *out, char *err, size_t errlen);
+                    size_t max_points, telemetry_batch_t *out, char *err, size_t errlen);
 void telemetry_batch_fini(telemetry_batch_t *b);
 
 /* Stores a parsed batch; done runs once it is durable. The batch may be

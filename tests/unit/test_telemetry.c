@@ -19,7 +19,7 @@
 
 static int parse(const char *s, telemetry_batch_t *b, char *err, size_t errlen)
 {
-    return telemetry_parse(s, strlen(s), 7, NOW, b, err, errlen);
+    return telemetry_parse(s, strlen(s), 7, NOW, TELEMETRY_MAX_POINTS, b, err, errlen);
 }
 
 static const store_point_t *find(const telemetry_batch_t *b, const char *metric, size_t nth)
@@ -193,10 +193,11 @@ static void test_bad(void **state)
     }
     /* NULL payload and a NULL error buffer are fine. */
     telemetry_batch_t b;
-    assert_int_equal(telemetry_parse(NULL, 0, 1, NOW, &b, NULL, 0), -EINVAL);
-    assert_int_equal(telemetry_parse("[]", 2, 1, NOW, &b, NULL, 0), -EINVAL);
+    assert_int_equal(telemetry_parse(NULL, 0, 1, NOW, TELEMETRY_MAX_POINTS, &b, NULL, 0), -EINVAL);
+    assert_int_equal(telemetry_parse("[]", 2, 1, NOW, TELEMETRY_MAX_POINTS, &b, NULL, 0), -EINVAL);
     /* A length shorter than the text parses only the prefix. */
-    assert_int_equal(telemetry_parse("{\"a\": 1}", 4, 1, NOW, &b, NULL, 0), -EINVAL);
+    assert_int_equal(telemetry_parse("{\"a\": 1}", 4, 1, NOW, TELEMETRY_MAX_POINTS, &b, NULL, 0),
+                     -EINVAL);
 }
 
 static void test_too_long(void **state)
