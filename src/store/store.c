@@ -1,1 +1,740 @@
-/* placeholder: being written */
+/*
+ * The store's job machinery: the write queue, the storage thread with its
+ * group commit, and the hand-back of finished jobs to the event loop. The
+ * SQL lives in sqlite.c.
+ *
+ * Life of a write. A store_*() write call on the loop thread copies its
+ * arguments into one heap job (one allocation, strings included, so the
+ * caller's buffers are free as soon as the call returns) and appends it to
+ * the queue under st->mu. The storage thread wakes, takes every waiting job
+ * (at most BATCH_MAX, to bound latency), and runs them as one transaction:
+ *
+ *   BEGIN IMMEDIATE
+ *     job 1              a single statement is atomic by itself: if it
+ *     SAVEPOINT job      fails (say -EEXIST) only it is undone; a job of
+ *     job 2 (delete)     several statements runs inside a savepoint and
+ *     RELEASE job        a failure rolls back to it
+ *     job 3 (telemetry)  ...except telemetry, see below
+ *     ...
+ *     latest values      telemetry_latest, once per (device, metric)
+ *   COMMIT               one fsync of the WAL for the whole batch
+ *
+ * Telemetry jobs are most of the traffic and a savepoint each would cost
+ * about a third of the batch, while they only fail on I/O trouble (bad
+ * input is refused before queueing, points of a deleted device are
+ * dropped). So they run bare, and if one fails the batch is rolled back and
+ * run again with a savepoint around every telemetry job too: the failing
+ * job alone gets its error, as it would have in the first place.
+ *
+ * If BEGIN or COMMIT fails, or SQLite rolls the whole transaction back on
+ * its own (I/O error, disk full), every job of the batch gets that error:
+ * nothing of it is reported durable. The finished batch is appended to the
+ * done list and the thread writes to an eventfd; a libevent event on the
+ * loop thread drains the done list and runs the callbacks. Jobs move through
+ * one FIFO queue, batches are run and handed back in order, so callbacks run
+ * in submission order.
+ *
+ * Presence updates are collapsed per batch: for each device only the last
+ * update in the batch is written; the earlier ones complete with it.
+ *
+ * The event is only added while jobs are pending, so a loop with nothing
+ * else to do can return (start-up code runs the loop until a write lands).
+ *
+ * Threads: st->wr belongs to the storage thread from store_open() until
+ * store_close() has joined it; st->rd, the event and the pending count's
+ * only writers are the loop thread. st->mu guards the two lists and
+ * `stopping`.
+ */
+#include "store/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "store/sqlite_internal.h"
+
+/* Jobs per transaction: large enough that one fsync carries thousands of
+ * messages, small enough that a batch commits in a few milliseconds. */
+#define BATCH_MAX 4096
+/* Presence collapse table: a power of two, at least twice BATCH_MAX. */
+#define SEEN_SLOTS (2 * BATCH_MAX)
+
+typedef enum {
+    JOB_NONE,          /* nothing to do: rc preset (e.g. -EINVAL, or 0) */
+    JOB_DEVICE_INSERT, /* u.dev, tags_json in the same allocation */
+    JOB_DEVICE_DELETE, /* u.key */
+    JOB_DEVICE_SECRET, /* u.secret */
+    JOB_PRESENCE,      /* u.presence */
+    JOB_TELEMETRY,     /* u.tel, points and strings in the same allocation */
+    JOB_TOKEN_INSERT,  /* u.token */
+} job_kind_t;
+
+typedef struct job {
+    struct job *next;
+    job_kind_t kind;
+    int rc;
+    int64_t value;
+    store_done_fn done;
+    void *arg;
+    union {
+        store_device_t dev;
+        int64_t key;
+        struct {
+            int64_t key;
+            uint8_t salt[CRYPTO_SALT_LEN];
+            uint8_t hash[CRYPTO_HASH_LEN];
+        } secret;
+        struct {
+            int64_t key;
+            int64_t last_seen;
+            bool online;
+            struct job *by; /* the device's last update in the batch, if later */
+        } presence;
+        struct {
+            store_point_t *pts;
+            size_t n;
+        } tel;
+        struct {
+            store_token_t t;
+            uint8_t hash[CRYPTO_HASH_LEN];
+        } token;
+    } u;
+} job_t;
+
+typedef struct seen_slot {
+    int64_t key;
+    job_t *job; /* NULL: empty */
+} seen_slot_t;
+
+struct store {
+    store_conn_t wr; /* storage thread */
+    store_conn_t rd; /* loop thread */
+
+    struct event *ev;
+    int efd;
+    bool ev_added;
+    atomic_size_t pending;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job_t *q_head, *q_tail; /* submitted, not yet taken */
+    job_t *d_head, *d_tail; /* finished, callbacks not run */
+    bool stopping;
+
+    bool thread_started;
+    pthread_t thread;
+    seen_slot_t *seen; /* storage thread's presence collapse table */
+};
+
+void store_device_fini(store_device_t *d)
+{
+    if (!d)
+        return;
+    free(d->tags_json);
+    d->tags_json = NULL;
+}
+
+size_t store_pending(const store_t *st)
+{
+    assert(st);
+    return atomic_load(&((store_t *)st)->pending);
+}
+
+/* ---- Storage thread ----------------------------------------------------- */
+
+/* Slot of key in the presence table (its own, or the empty one to take). */
+static size_t seen_find(const store_t *st, int64_t key, size_t mask)
+{
+    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h >> 32) & mask;
+    while (st->seen[i].job && st->seen[i].key != key)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Points every presence job that a later one in the batch overrides at
+ * the last update of its device, the only one written. */
+static void collapse_presence(store_t *st, job_t *batch)
+{
+    size_t count = 0;
+    for (job_t *j = batch; j; j = j->next) {
+        if (j->kind == JOB_PRESENCE) {
+            j->u.presence.by = NULL;
+            count++;
+        }
+    }
+    if (count < 2)
+        return;
+    size_t slots = 4;
+    while (slots < 2 * count)
+        slots *= 2;
+    assert(slots <= SEEN_SLOTS);
+    size_t mask = slots - 1;
+    memset(st->seen, 0, slots * sizeof(*st->seen));
+    for (job_t *j = batch; j; j = j->next) {
+        if (j->kind == JOB_PRESENCE) {
+            size_t i = seen_find(st, j->u.presence.key, mask);
+            st->seen[i].key = j->u.presence.key;
+            st->seen[i].job = j;
+        }
+    }
+    for (job_t *j = batch; j; j = j->next) {
+        if (j->kind == JOB_PRESENCE) {
+            job_t *last = st->seen[seen_find(st, j->u.presence.key, mask)].job;
+            j->u.presence.by = last == j ? NULL : last;
+        }
+    }
+}
+
+/* Runs one job's statements; returns its result. */
+static int run_job(store_t *st, job_t *j)
+{
+    store_conn_t *c = &st->wr;
+    switch (j->kind) {
+    case JOB_DEVICE_INSERT:
+        return store_sqlite_device_insert(c, &j->u.dev, &j->value);
+    case JOB_DEVICE_DELETE:
+        return store_sqlite_device_delete(c, j->u.key);
+    case JOB_DEVICE_SECRET:
+        return store_sqlite_device_set_secret(c, j->u.secret.key, j->u.secret.salt,
+                                              j->u.secret.hash);
+    case JOB_PRESENCE:
+        if (j->u.presence.by)
+            return 0;
+        return store_sqlite_device_set_presence(c, j->u.presence.key, j->u.presence.online,
+                                                j->u.presence.last_seen);
+    case JOB_TELEMETRY:
+        return store_sqlite_telemetry_append(c, j->u.tel.pts, j->u.tel.n);
+    case JOB_TOKEN_INSERT:
+        return store_sqlite_token_insert(c, &j->u.token.t, j->u.token.hash);
+    case JOB_NONE:
+        break;
+    }
+    return j->rc;
+}
+
+/* Jobs of more than one statement need a savepoint to fail alone. A
+ * savepoint per telemetry job would cost about a third of the batch, so
+ * those run bare first (see run_batch). */
+static bool needs_savepoint(const job_t *j, bool careful)
+{
+    return j->kind == JOB_DEVICE_DELETE || (careful && j->kind == JOB_TELEMETRY);
+}
+
+static void fail_batch(job_t *batch, int err)
+{
+    for (job_t *j = batch; j; j = j->next) {
+        if (j->kind != JOB_NONE) {
+            j->rc = err;
+            j->value = 0;
+        }
+    }
+}
+
+/* One attempt at a batch: 0 once committed (each job's rc set), -EAGAIN
+ * if a job without a savepoint failed halfway and the batch was rolled
+ * back so it can run again carefully, or the error that sank the batch. */
+static int try_batch(store_t *st, job_t *batch, bool careful)
+{
+    store_conn_t *c = &st->wr;
+    int err = store_sqlite_txn(c, SQL_BEGIN);
+    if (err < 0)
+        goto fail;
+    store_sqlite_batch_begin(c);
+    for (job_t *j = batch; j; j = j->next) {
+        if (j->kind == JOB_NONE)
+            continue;
+        bool sp = needs_savepoint(j, careful);
+        if (sp && (err = store_sqlite_txn(c, SQL_SAVEPOINT)) < 0)
+            goto fail;
+        j->value = 0;
+        j->rc = run_job(st, j);
+        if (j->rc < 0) {
+            j->value = 0;
+            /* SQLite may have rolled back the whole transaction by itself:
+             * then the earlier jobs are gone too. */
+            if (!store_sqlite_in_txn(c)) {
+                err = j->rc;
+                goto fail;
+            }
+            if (j->kind == JOB_TELEMETRY && !sp) {
+                err = -EAGAIN;
+                goto fail;
+            }
+            if (sp && (err = store_sqlite_txn(c, SQL_ROLLBACK_TO)) < 0)
+                goto fail;
+        }
+        store_sqlite_job_end(c, j->rc == 0);
+        if (sp && (err = store_sqlite_txn(c, SQL_RELEASE)) < 0)
+            goto fail;
+    }
+    if ((err = store_sqlite_batch_flush(c)) < 0 || (err = store_sqlite_txn(c, SQL_COMMIT)) < 0)
+        goto fail;
+    return 0;
+fail:
+    if (store_sqlite_in_txn(c))
+        store_sqlite_txn(c, SQL_ROLLBACK);
+    store_sqlite_batch_abort(c);
+    return err;
+}
+
+/* Runs a batch as one transaction and sets every job's rc. Telemetry jobs
+ * run without savepoints; they only fail on I/O trouble, and if one does
+ * the batch is rolled back and run again with a savepoint per job, so
+ * that only the failing job gets the error. */
+static void run_batch(store_t *st, job_t *batch)
+{
+    bool work = false;
+    for (job_t *j = batch; j && !work; j = j->next)
+        work = j->kind != JOB_NONE;
+    if (!work)
+        return;
+    collapse_presence(st, batch);
+    int err = try_batch(st, batch, false);
+    if (err == -EAGAIN)
+        err = try_batch(st, batch, true);
+    if (err < 0) {
+        fail_batch(batch, err == -EAGAIN ? -EIO : err);
+        return;
+    }
+    /* An overridden presence update shares the fate of the one written. */
+    for (job_t *j = batch; j; j = j->next) {
+        if (j->kind != JOB_PRESENCE || !j->u.presence.by)
+            continue;
+        j->rc = j->u.presence.by->rc;
+    }
+}
+
+/* Detaches up to BATCH_MAX jobs from the queue head; caller holds st->mu. */
+static job_t *take_batch(store_t *st)
+{
+    job_t *head = st->q_head, *last = head;
+    if (!head)
+        return NULL;
+    for (size_t n = 1; n < BATCH_MAX && last->next; n++)
+        last = last->next;
+    st->q_head = last->next;
+    if (!st->q_head)
+        st->q_tail = NULL;
+    last->next = NULL;
+    return head;
+}
+
+/* Appends a finished batch to the done list; caller holds st->mu. */
+static void push_done(store_t *st, job_t *batch)
+{
+    job_t *last = batch;
+    while (last->next)
+        last = last->next;
+    if (st->d_tail)
+        st->d_tail->next = batch;
+    else
+        st->d_head = batch;
+    st->d_tail = last;
+}
+
+static void *storage_main(void *arg)
+{
+    store_t *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (!st->q_head && !st->stopping)
+            pthread_cond_wait(&st->cv, &st->mu);
+        job_t *batch = take_batch(st);
+        if (!batch)
+            break; /* stopping, and the queue is drained */
+        pthread_mutex_unlock(&st->mu);
+        run_batch(st, batch);
+        pthread_mutex_lock(&st->mu);
+        push_done(st, batch);
+        pthread_mutex_unlock(&st->mu);
+        /* Cannot fail short of a counter overflow; a lost wake-up would be
+         * repaired by the next one. */
+        uint64_t one = 1;
+        ssize_t w = write(st->efd, &one, sizeof(one));
+        (void)w;
+        pthread_mutex_lock(&st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+/* ---- Loop thread -------------------------------------------------------- */
+
+/* Runs the callbacks of every finished job, in order, and frees the jobs. */
+static void run_completions(store_t *st)
+{
+    pthread_mutex_lock(&st->mu);
+    job_t *j = st->d_head;
+    st->d_head = st->d_tail = NULL;
+    pthread_mutex_unlock(&st->mu);
+    while (j) {
+        job_t *next = j->next;
+        atomic_fetch_sub(&st->pending, 1);
+        if (j->done)
+            j->done(j->arg, j->rc, j->value);
+        free(j);
+        j = next;
+    }
+    if (atomic_load(&st->pending) == 0 && st->ev_added) {
+        event_del(st->ev);
+        st->ev_added = false;
+    }
+}
+
+static void on_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof(n)); /* EAGAIN: a stale wake-up, harmless */
+    (void)r;
+    run_completions(arg);
+}
+
+static void submit(store_t *st, job_t *j)
+{
+    j->next = NULL;
+    if (atomic_fetch_add(&st->pending, 1) == 0 && !st->ev_added) {
+        /* Only fails on a broken base; the jobs then complete at close. */
+        if (event_add(st->ev, NULL) == 0)
+            st->ev_added = true;
+    }
+    pthread_mutex_lock(&st->mu);
+    if (st->q_tail)
+        st->q_tail->next = j;
+    else
+        st->q_head = j;
+    st->q_tail = j;
+    pthread_mutex_unlock(&st->mu);
+    pthread_cond_signal(&st->cv);
+}
+
+/* Allocates a zeroed job of `bytes` (>= sizeof(job_t)). Without memory the
+ * callback runs at once with -ENOMEM: there is nowhere to queue it. */
+static job_t *job_new(size_t bytes, job_kind_t kind, store_done_fn done, void *arg)
+{
+    assert(bytes >= sizeof(job_t));
+    job_t *j = calloc(1, bytes);
+    if (!j) {
+        if (done)
+            done(arg, -ENOMEM, 0);
+        return NULL;
+    }
+    j->kind = kind;
+    j->done = done;
+    j->arg = arg;
+    return j;
+}
+
+/* Queues a job that only reports rc, in order with the others. */
+static void submit_result(store_t *st, int rc, store_done_fn done, void *arg)
+{
+    job_t *j = job_new(sizeof(job_t), JOB_NONE, done, arg);
+    if (!j)
+        return;
+    j->rc = rc;
+    submit(st, j);
+}
+
+int store_open(const char *dir, struct event_base *base, store_t **out)
+{
+    assert(dir && base && out);
+    int rc;
+    bool mu_ok = false, cv_ok = false;
+    store_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->efd = -1;
+    atomic_init(&st->pending, 0);
+    st->seen = calloc(SEEN_SLOTS, sizeof(*st->seen));
+    if (!st->seen) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    rc = store_sqlite_open_writer(dir, &st->wr);
+    if (rc < 0)
+        goto fail;
+    rc = store_sqlite_open_reader(dir, &st->rd);
+    if (rc < 0)
+        goto fail;
+    st->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (st->efd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    st->ev = event_new(base, st->efd, EV_READ | EV_PERSIST, on_wakeup, st);
+    if (!st->ev) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = -pthread_mutex_init(&st->mu, NULL)) < 0)
+        goto fail;
+    mu_ok = true;
+    if ((rc = -pthread_cond_init(&st->cv, NULL)) < 0)
+        goto fail;
+    cv_ok = true;
+    /* Signals belong to the loop thread: the storage thread blocks them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = -pthread_create(&st->thread, NULL, storage_main, st);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0)
+        goto fail;
+    st->thread_started = true;
+    *out = st;
+    return 0;
+fail:
+    if (cv_ok)
+        pthread_cond_destroy(&st->cv);
+    if (mu_ok)
+        pthread_mutex_destroy(&st->mu);
+    if (st->ev)
+        event_free(st->ev);
+    if (st->efd >= 0)
+        close(st->efd);
+    store_sqlite_close(&st->rd);
+    store_sqlite_close(&st->wr);
+    free(st->seen);
+    free(st);
+    return rc;
+}
+
+void store_close(store_t *st)
+{
+    if (!st)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->stopping = true;
+    pthread_mutex_unlock(&st->mu);
+    pthread_cond_signal(&st->cv);
+    if (st->thread_started)
+        pthread_join(st->thread, NULL);
+    /* The thread committed everything queued before it stopped. Callbacks
+     * may queue more; with the thread gone, run those here. */
+    run_completions(st);
+    for (;;) {
+        pthread_mutex_lock(&st->mu);
+        job_t *batch = take_batch(st);
+        pthread_mutex_unlock(&st->mu);
+        if (!batch)
+            break;
+        run_batch(st, batch);
+        pthread_mutex_lock(&st->mu);
+        push_done(st, batch);
+        pthread_mutex_unlock(&st->mu);
+        run_completions(st);
+    }
+    assert(atomic_load(&st->pending) == 0);
+    event_free(st->ev);
+    close(st->efd);
+    store_sqlite_close(&st->rd);
+    store_sqlite_close(&st->wr);
+    pthread_cond_destroy(&st->cv);
+    pthread_mutex_destroy(&st->mu);
+    free(st->seen);
+    free(st);
+}
+
+/* ---- Writes ------------------------------------------------------------- */
+
+void store_device_insert(store_t *st, const store_device_t *d, store_done_fn done, void *arg)
+{
+    assert(st && d);
+    size_t idlen = strnlen(d->id, sizeof(d->id));
+    if (!util_id_valid(d->id, idlen)) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    const char *tags = d->tags_json ? d->tags_json : "{}";
+    size_t tlen = strlen(tags);
+    job_t *j = job_new(sizeof(job_t) + tlen + 1, JOB_DEVICE_INSERT, done, arg);
+    if (!j)
+        return;
+    j->u.dev = *d;
+    j->u.dev.tags_json = (char *)(j + 1);
+    memcpy(j->u.dev.tags_json, tags, tlen + 1);
+    if (!j->u.dev.created_at)
+        j->u.dev.created_at = util_now_ms();
+    submit(st, j);
+}
+
+void store_device_delete(store_t *st, int64_t key, store_done_fn done, void *arg)
+{
+    assert(st);
+    job_t *j = job_new(sizeof(job_t), JOB_DEVICE_DELETE, done, arg);
+    if (!j)
+        return;
+    j->u.key = key;
+    submit(st, j);
+}
+
+void store_device_set_secret(store_t *st, int64_t key, const uint8_t salt[CRYPTO_SALT_LEN],
+                             const uint8_t hash[CRYPTO_HASH_LEN], store_done_fn done, void *arg)
+{
+    assert(st && salt && hash);
+    job_t *j = job_new(sizeof(job_t), JOB_DEVICE_SECRET, done, arg);
+    if (!j)
+        return;
+    j->u.secret.key = key;
+    memcpy(j->u.secret.salt, salt, CRYPTO_SALT_LEN);
+    memcpy(j->u.secret.hash, hash, CRYPTO_HASH_LEN);
+    submit(st, j);
+}
+
+void store_device_set_presence(store_t *st, int64_t key, bool online, int64_t last_seen,
+                               store_done_fn done, void *arg)
+{
+    assert(st);
+    job_t *j = job_new(sizeof(job_t), JOB_PRESENCE, done, arg);
+    if (!j)
+        return;
+    j->u.presence.key = key;
+    j->u.presence.online = online;
+    j->u.presence.last_seen = last_seen;
+    submit(st, j);
+}
+
+/* Adds n to *total; false on overflow. */
+static bool size_add(size_t *total, size_t n)
+{
+    if (n > SIZE_MAX - *total)
+        return false;
+    *total += n;
+    return true;
+}
+
+void store_telemetry_append(store_t *st, const store_point_t *pts, size_t n, store_done_fn done,
+                            void *arg)
+{
+    assert(st);
+    /* One allocation: [job_t][n x store_point_t][metric and string text].
+     * sizeof(job_t) is a multiple of its alignment, which covers the
+     * int64/double members of store_point_t. */
+    size_t bytes = sizeof(job_t);
+    bool ok = n == 0 || (pts && n <= (SIZE_MAX - bytes) / sizeof(store_point_t));
+    if (ok)
+        bytes += n * sizeof(store_point_t);
+    for (size_t i = 0; ok && i < n; i++) {
+        const store_point_t *p = &pts[i];
+        ok =
+            p->metric && (p->value.kind == STORE_VALUE_NUMBER ||
+                          p->value.kind == STORE_VALUE_BOOL || p->value.kind == STORE_VALUE_STRING);
+        ok = ok && size_add(&bytes, strlen(p->metric) + 1);
+        if (ok && p->value.kind == STORE_VALUE_STRING && p->value.str)
+            ok = size_add(&bytes, strlen(p->value.str) + 1);
+    }
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    if (n == 0) {
+        submit_result(st, 0, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_TELEMETRY, done, arg);
+    if (!j)
+        return;
+    store_point_t *dst = (store_point_t *)(j + 1);
+    char *text = (char *)(dst + n);
+    for (size_t i = 0; i < n; i++) {
+        dst[i] = pts[i];
+        size_t len = strlen(pts[i].metric) + 1;
+        memcpy(text, pts[i].metric, len);
+        dst[i].metric = text;
+        text += len;
+        dst[i].value.str = NULL;
+        if (pts[i].value.kind == STORE_VALUE_STRING && pts[i].value.str) {
+            len = strlen(pts[i].value.str) + 1;
+            memcpy(text, pts[i].value.str, len);
+            dst[i].value.str = text;
+            text += len;
+        }
+    }
+    j->u.tel.pts = dst;
+    j->u.tel.n = n;
+    submit(st, j);
+}
+
+void store_token_insert(store_t *st, const store_token_t *t, const uint8_t hash[CRYPTO_HASH_LEN],
+                        store_done_fn done, void *arg)
+{
+    assert(st && t && hash);
+    job_t *j = job_new(sizeof(job_t), JOB_TOKEN_INSERT, done, arg);
+    if (!j)
+        return;
+    j->u.token.t = *t;
+    /* The struct's strings may fill their arrays: terminate the copies. */
+    j->u.token.t.id[sizeof(t->id) - 1] = '\0';
+    j->u.token.t.name[sizeof(t->name) - 1] = '\0';
+    j->u.token.t.role[sizeof(t->role) - 1] = '\0';
+    memcpy(j->u.token.hash, hash, CRYPTO_HASH_LEN);
+    submit(st, j);
+}
+
+/* ---- Reads -------------------------------------------------------------- */
+
+int store_device_foreach(store_t *st, int (*fn)(void *arg, const store_device_t *d), void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_device_foreach(&st->rd, fn, arg);
+}
+
+int store_device_get(store_t *st, const char *id, store_device_t *out)
+{
+    assert(st && out);
+    if (!id)
+        return -EINVAL;
+    return store_sqlite_device_get(&st->rd, id, out);
+}
+
+int store_device_list(store_t *st, const char *after, const char *tag_key, const char *tag_value,
+                      int limit, int (*fn)(void *arg, const store_device_t *d), void *arg)
+{
+    assert(st && fn);
+    if (limit <= 0)
+        return -EINVAL;
+    return store_sqlite_device_list(&st->rd, after, tag_key, tag_value, limit, fn, arg);
+}
+
+int store_telemetry_latest(store_t *st, int64_t device_key,
+                           int (*fn)(void *arg, const char *metric, int64_t ts,
+                                     const store_value_t *v),
+                           void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_telemetry_latest(&st->rd, device_key, fn, arg);
+}
+
+int store_telemetry_query(store_t *st, int64_t device_key, const char *metric, int64_t since,
+                          int64_t until, int64_t after_ts, int64_t after_seq, int limit,
+                          int (*fn)(void *arg, const char *metric, int64_t ts, int64_t seq,
+                                    const store_value_t *v),
+                          void *arg)
+{
+    assert(st && fn);
+    if (limit <= 0)
+        return -EINVAL;
+    return store_sqlite_telemetry_query(&st->rd, device_key, metric, since, until, after_ts,
+                                        after_seq, limit, fn, arg);
+}
+
+int store_token_find(store_t *st, const uint8_t hash[CRYPTO_HASH_LEN], store_token_t *out)
+{
+    assert(st && hash && out);
+    return store_sqlite_token_find(&st->rd, hash, out);
+}
+
+int store_token_count(store_t *st, int64_t *out)
+{
+    assert(st && out);
+    return store_sqlite_token_count(&st->rd, out);
+}
