@@ -402,47 +402,31 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     conn_close(c, 0);
 }
 
-static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+int mqtt_broker_adopt(mqtt_broker_t *b, int fd, const char *peer)
 {
-    (void)lis;
-    (void)salen;
-    mqtt_broker_t *b = arg;
     b->stats.accepted_total++;
     if (b->nconns >= b->cfg->max_connections || b->shutting_down) {
         b->stats.connect_refused++;
         evutil_closesocket(fd);
-        return;
+        return -EMFILE;
     }
+    evutil_make_socket_nonblocking(fd);
     conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         evutil_closesocket(fd);
-        return;
+        return -ENOMEM;
     }
     c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         free(c);
         evutil_closesocket(fd);
-        return;
+        return -ENOMEM;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->broker = b;
     c->state = CONN_AWAIT_CONNECT;
     c->refs = 1;
     c->problem_info = true;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->next = b->conns;
     if (b->conns)
         b->conns->prev = c;
@@ -453,6 +437,29 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
     set_read_timeout(c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)lis;
+    (void)salen;
+    char ip[INET6_ADDRSTRLEN] = "?", peer[64];
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(peer, sizeof(peer), "%s:%d", ip, port);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    mqtt_broker_adopt(arg, fd, peer);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)

@@ -109,6 +109,11 @@ int mqtt_broker_publish(mqtt_broker_t *b, const char *topic, const uint8_t *payl
  * if discard_session, its session too. Returns 0 or -ENOENT. */
 int mqtt_broker_kick(mqtt_broker_t *b, const char *client_id, uint8_t reason, bool discard_session);
 
+/* Serves an already connected socket as if it had been accepted (takes
+ * ownership of fd). For tests and fuzzing over socketpair(2). Returns 0 or
+ * -ENOMEM/-EMFILE (fd is closed then). */
+int mqtt_broker_adopt(mqtt_broker_t *b, int fd, const char *peer);
+
 void mqtt_broker_stats(const mqtt_broker_t *b, mqtt_stats_t *out);
 
 /* Appends Prometheus text lines for the broker's counters. */
