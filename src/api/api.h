@@ -9,9 +9,12 @@
 #ifndef DROVER_API_API_H
 #define DROVER_API_API_H
 
+#include "commands/commands.h"
+#include "commands/jobs.h"
 #include "core/config.h"
 #include "registry/registry.h"
 #include "store/store.h"
+#include "twin/twin.h"
 
 struct event_base;
 struct evbuffer;
@@ -21,6 +24,9 @@ typedef struct api api_t;
 typedef struct api_deps {
     store_t *store;
     registry_t *registry;
+    twin_t *twin;
+    commands_t *commands;
+    jobs_t *jobs;
     const config_t *config;
     /* Appends Prometheus text-format lines for the MQTT side to buf. */
     void (*metrics)(void *ctx, struct evbuffer *buf);

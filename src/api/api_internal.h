@@ -106,5 +106,14 @@ void api_devices_get(api_req_t *r);
 void api_devices_delete(api_req_t *r);
 void api_devices_rotate(api_req_t *r);
 void api_telemetry_query(api_req_t *r);
+void api_twin_get(api_req_t *r);
+void api_twin_put(api_req_t *r);
+void api_twin_patch(api_req_t *r);
+void api_commands_create(api_req_t *r);
+void api_commands_list(api_req_t *r);
+void api_commands_get(api_req_t *r);
+void api_bulk_commands(api_req_t *r);
+void api_bulk_twin(api_req_t *r);
+void api_jobs_get(api_req_t *r);
 
 #endif

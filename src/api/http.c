@@ -76,6 +76,15 @@ static const struct route routes[] = {
     {EVHTTP_REQ_DELETE, "/api/v1/devices/{id}", api_devices_delete, ROLE_OPERATOR, false},
     {EVHTTP_REQ_POST, "/api/v1/devices/{id}/secret", api_devices_rotate, ROLE_OPERATOR, false},
     {EVHTTP_REQ_GET, "/api/v1/devices/{id}/telemetry", api_telemetry_query, ROLE_VIEWER, false},
+    {EVHTTP_REQ_GET, "/api/v1/devices/{id}/twin", api_twin_get, ROLE_VIEWER, false},
+    {EVHTTP_REQ_PUT, "/api/v1/devices/{id}/twin/desired", api_twin_put, ROLE_OPERATOR, true},
+    {EVHTTP_REQ_PATCH, "/api/v1/devices/{id}/twin/desired", api_twin_patch, ROLE_OPERATOR, true},
+    {EVHTTP_REQ_POST, "/api/v1/devices/{id}/commands", api_commands_create, ROLE_OPERATOR, true},
+    {EVHTTP_REQ_GET, "/api/v1/devices/{id}/commands", api_commands_list, ROLE_VIEWER, false},
+    {EVHTTP_REQ_GET, "/api/v1/commands/{id}", api_commands_get, ROLE_VIEWER, false},
+    {EVHTTP_REQ_POST, "/api/v1/bulk/commands", api_bulk_commands, ROLE_OPERATOR, true},
+    {EVHTTP_REQ_POST, "/api/v1/bulk/twin", api_bulk_twin, ROLE_OPERATOR, true},
+    {EVHTTP_REQ_GET, "/api/v1/jobs/{id}", api_jobs_get, ROLE_VIEWER, false},
 };
 
 static const char *method_name(enum evhttp_cmd_type m)
@@ -512,13 +521,18 @@ static bool pattern_match(const char *pattern, const struct path *p, int *id_seg
     return i == p->n;
 }
 
+/* application/json, or application/merge-patch+json (RFC 7396) which is
+ * JSON too. */
 static bool is_json_type(const char *ct)
 {
     static const char want[] = "application/json";
+    static const char patch[] = "application/merge-patch+json";
     size_t n = sizeof(want) - 1;
     while (*ct == ' ' || *ct == '\t')
         ct++;
-    if (strncasecmp(ct, want, n) != 0)
+    if (strncasecmp(ct, patch, sizeof(patch) - 1) == 0)
+        n = sizeof(patch) - 1;
+    else if (strncasecmp(ct, want, n) != 0)
         return false;
     ct += n;
     while (*ct == ' ' || *ct == '\t')
@@ -621,7 +635,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
     if (id_seg >= 0) {
         const char *id = p.segs[id_seg];
         if (id == NULL || !util_id_valid(id, strlen(id))) {
-            api_reply_error(api, req, 404, "not_found", "no such device");
+            api_reply_error(api, req, 404, "not_found", "no such %s",
+                            strstr(route->pattern, "/commands/{id}") ? "command"
+                            : strstr(route->pattern, "/jobs/")       ? "job"
+                                                                     : "device");
             goto done;
         }
         r.id = id;

@@ -28,6 +28,13 @@ void config_defaults(config_t *c)
     c->max_body = 1024 * 1024;
     c->max_telemetry_points = 4096;
     c->presence_flush_ms = 5000;
+    c->max_twin_bytes = 64 * 1024;
+    c->max_twin_depth = 16;
+    c->max_command_bytes = 64 * 1024;
+    c->command_timeout_s = 300;
+    c->max_command_timeout_s = 30 * 24 * 3600;
+    c->max_open_commands = 100;
+    c->max_bulk_devices = 100000;
 }
 
 enum kind { K_STR, K_U32 };
@@ -67,6 +74,13 @@ static const struct key keys[] = {
     U32(max_body, 1024, 1024 * 1024 * 1024),
     U32(max_telemetry_points, 1, 1000000),
     U32(presence_flush_ms, 100, 3600000),
+    U32(max_twin_bytes, 64, 16 * 1024 * 1024),
+    U32(max_twin_depth, 1, 64),
+    U32(max_command_bytes, 64, 16 * 1024 * 1024),
+    U32(command_timeout_s, 1, 365 * 24 * 3600),
+    U32(max_command_timeout_s, 1, 365 * 24 * 3600),
+    U32(max_open_commands, 1, 1000000),
+    U32(max_bulk_devices, 1, 10000000),
 };
 
 int config_set(config_t *c, const char *key, const char *value)

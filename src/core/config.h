@@ -36,6 +36,15 @@ typedef struct config {
 
     /* Presence */
     uint32_t presence_flush_ms; /* how often dirty last_seen values are written */
+
+    /* Twin and commands */
+    uint32_t max_twin_bytes;      /* serialized size of desired or reported */
+    uint32_t max_twin_depth;      /* nesting depth of a twin document */
+    uint32_t max_command_bytes;   /* serialized params, and a result's output */
+    uint32_t command_timeout_s;   /* default when a command names none */
+    uint32_t max_command_timeout_s;
+    uint32_t max_open_commands;   /* queued or sent, per device */
+    uint32_t max_bulk_devices;    /* targets of one bulk job */
 } config_t;
 
 void config_defaults(config_t *c);

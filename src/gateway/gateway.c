@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "mqtt/codec.h"
+#include "mqtt/topic.h"
 #include "security/tokens.h"
 #include "telemetry/telemetry.h"
 
@@ -27,12 +28,17 @@ struct gateway {
     const config_t *cfg;
     store_t *store;
     registry_t *registry;
+    twin_t *twin;
+    commands_t *cmds;
     mqtt_broker_t *broker;
     struct event *flush_timer;
     uint64_t telemetry_msgs;
     uint64_t telemetry_points;
     uint64_t telemetry_rejected;
     uint64_t telemetry_store_errors;
+    uint64_t telemetry_duplicates;
+    uint64_t twin_rejected;
+    uint64_t results_rejected;
     uint64_t auth_failures;
 };
 
@@ -162,6 +168,149 @@ static void telemetry_stored_qos0(void *arg, int rc, int64_t value)
     }
 }
 
+/* One ticket waiting on two store jobs. */
+struct two {
+    mqtt_ticket_t *ticket;
+    int left;
+    int rc;
+};
+
+static void two_done(void *arg, int rc, int64_t value)
+{
+    (void)value;
+    struct two *t2 = arg;
+    if (rc < 0 && t2->rc == 0)
+        t2->rc = rc;
+    if (--t2->left > 0)
+        return;
+    telemetry_stored(t2->ticket, t2->rc, 0);
+    free(t2);
+}
+
+static int on_telemetry(gateway_t *gw, registry_device_t *d, const uint8_t *payload, size_t len,
+                        uint8_t qos, mqtt_ticket_t *ticket, const char **why, int64_t now)
+{
+    telemetry_batch_t batch;
+    char err[160];
+    int rc = telemetry_parse((const char *)payload, len, d->key, now, gw->cfg->max_telemetry_points,
+                             &batch, err, sizeof(err));
+    if (rc < 0) {
+        gw->telemetry_rejected++;
+        log_warn("telemetry from '%s' rejected: %s", d->id, err);
+        *why = "telemetry payload is not a valid JSON object or array of objects";
+        return MQTT_RC_PAYLOAD_FORMAT_INVALID;
+    }
+    /* A replay of what was stored already (seq not above the last one)
+     * is acknowledged and not stored again. */
+    int64_t max_seq;
+    size_t dup = telemetry_batch_dedupe(&batch, d->last_seq, &max_seq);
+    gw->telemetry_duplicates += dup;
+    gw->telemetry_msgs++;
+    gw->telemetry_points += batch.n;
+    if (batch.n == 0) {
+        telemetry_batch_fini(&batch);
+        if (qos == 0)
+            return MQTT_HOOK_ROUTE;
+        /* All of it is a replay, possibly of a message whose write is still
+         * queued: a no-op store job completes after every earlier one, so
+         * acknowledging on its completion never runs ahead of the data. */
+        store_device_set_last_seq(gw->store, d->key, d->last_seq, telemetry_stored, ticket);
+        return MQTT_HOOK_PENDING;
+    }
+    bool seq_moved = max_seq > d->last_seq;
+    if (seq_moved)
+        d->last_seq = max_seq;
+    if (qos == 0) {
+        telemetry_ingest(gw->store, &batch, telemetry_stored_qos0, gw);
+        if (seq_moved)
+            store_device_set_last_seq(gw->store, d->key, max_seq, NULL, NULL);
+    } else if (!seq_moved) {
+        telemetry_ingest(gw->store, &batch, telemetry_stored, ticket);
+    } else {
+        /* Points and last_seq are two store jobs: the ack waits for both
+         * (they complete in order) and fails if either failed. */
+        struct two *t2 = malloc(sizeof(*t2));
+        if (t2 == NULL) {
+            telemetry_batch_fini(&batch);
+            return MQTT_RC_UNSPECIFIED;
+        }
+        *t2 = (struct two){ticket, 2, 0};
+        telemetry_ingest(gw->store, &batch, two_done, t2);
+        store_device_set_last_seq(gw->store, d->key, max_seq, two_done, t2);
+    }
+    telemetry_batch_fini(&batch);
+    return qos > 0 ? MQTT_HOOK_PENDING : MQTT_HOOK_ROUTE;
+}
+
+static void ticket_done(void *arg, int rc)
+{
+    mqtt_ticket_t *t = arg;
+    mqtt_ticket_complete(t, rc < 0 ? MQTT_RC_UNSPECIFIED : 0, NULL);
+}
+
+static void twin_done(void *arg, int rc, int64_t version)
+{
+    (void)version;
+    if (arg)
+        ticket_done(arg, rc);
+}
+
+static int on_reported(gateway_t *gw, registry_device_t *d, const uint8_t *payload, size_t len,
+                       mqtt_ticket_t *ticket, const char **why)
+{
+    char err[160];
+    int rc = twin_reported_patch(gw->twin, d->id, (const char *)payload, len, twin_done, ticket,
+                                 err, sizeof(err));
+    if (rc < 0) {
+        gw->twin_rejected++;
+        log_warn("twin/reported from '%s' rejected: %s", d->id, err);
+        *why = "reported state must be a JSON object (a merge patch) within the twin limits";
+        return rc == -ENOMEM ? MQTT_RC_UNSPECIFIED : MQTT_RC_PAYLOAD_FORMAT_INVALID;
+    }
+    return ticket ? MQTT_HOOK_PENDING : MQTT_HOOK_ROUTE;
+}
+
+static void result_done(void *arg, int rc)
+{
+    if (arg)
+        ticket_done(arg, rc);
+}
+
+static int on_result(gateway_t *gw, registry_device_t *d, const char *cid, size_t cid_len,
+                     const uint8_t *payload, size_t len, mqtt_ticket_t *ticket, const char **why)
+{
+    char id[64], err[160];
+    if (cid_len == 0 || cid_len >= sizeof(id))
+        return MQTT_RC_NOT_AUTHORIZED;
+    memcpy(id, cid, cid_len);
+    id[cid_len] = '\0';
+    int rc = commands_result(gw->cmds, d->id, id, (const char *)payload, len, result_done, ticket,
+                             err, sizeof(err));
+    if (rc == 0)
+        return ticket ? MQTT_HOOK_PENDING : MQTT_HOOK_ROUTE;
+    gw->results_rejected++;
+    log_warn("command result from '%s' refused: %s", d->id, err);
+    switch (rc) {
+    case -ENOENT:
+        *why = "no such command for this device";
+        return MQTT_RC_NOT_AUTHORIZED;
+    case -EALREADY:
+        *why = "the command has already ended";
+        return MQTT_RC_IMPL_SPECIFIC;
+    case -ENOMEM:
+        return MQTT_RC_UNSPECIFIED;
+    default:
+        *why = "a result is {\"status\": \"succeeded\"|\"failed\"|\"rejected\", \"output\": ...}";
+        return MQTT_RC_PAYLOAD_FORMAT_INVALID;
+    }
+}
+
+/* Compares the topic's rest (after "devices/{id}/") with a literal. */
+static bool rest_is(const char *rest, size_t len, const char *lit)
+{
+    return len == strlen(lit) && memcmp(rest, lit, len) == 0;
+}
+
 static int publish(void *ctx, void *user, const char *topic, size_t topic_len,
                    const uint8_t *payload, size_t payload_len, uint8_t qos, mqtt_ticket_t *ticket,
                    const char **why)
@@ -178,27 +327,55 @@ static int publish(void *ctx, void *user, const char *topic, size_t topic_len,
 
     /* The ACL guarantees the "devices/{id}/" prefix. */
     size_t plen = strlen("devices/") + strlen(cl->id) + 1;
-    if (topic_len != plen + strlen("telemetry") || memcmp(topic + plen, "telemetry", 9) != 0)
-        return MQTT_HOOK_ROUTE;
+    const char *rest = topic + plen;
+    size_t rlen = topic_len - plen;
+    if (rest_is(rest, rlen, "telemetry"))
+        return on_telemetry(gw, d, payload, payload_len, qos, ticket, why, now);
+    if (rest_is(rest, rlen, "twin/reported"))
+        return on_reported(gw, d, payload, payload_len, ticket, why);
+    const char *pre = "commands/", *suf = "/result";
+    size_t pl = strlen(pre), sl = strlen(suf);
+    if (rlen > pl + sl && memcmp(rest, pre, pl) == 0 && memcmp(rest + rlen - sl, suf, sl) == 0 &&
+        memchr(rest + pl, '/', rlen - pl - sl) == NULL)
+        return on_result(gw, d, rest + pl, rlen - pl - sl, payload, payload_len, ticket, why);
+    return MQTT_HOOK_ROUTE;
+}
 
-    telemetry_batch_t batch;
-    char err[160];
-    int rc = telemetry_parse((const char *)payload, payload_len, d->key, now,
-                             gw->cfg->max_telemetry_points, &batch, err, sizeof(err));
-    if (rc < 0) {
-        gw->telemetry_rejected++;
-        log_warn("telemetry from '%s' rejected: %s", cl->id, err);
-        *why = "telemetry payload is not a valid JSON object or array of objects";
-        return MQTT_RC_PAYLOAD_FORMAT_INVALID;
+/* A device subscribed: send its desired state, offer its commands. */
+static void subscribed(void *ctx, void *user, const char *filter, size_t len)
+{
+    gateway_t *gw = ctx;
+    gw_client_t *cl = user;
+    if (!cl->device)
+        return;
+    char topic[160];
+    int n = snprintf(topic, sizeof(topic), "devices/%s/twin/desired", cl->id);
+    if (topic_matches(filter, len, topic, (size_t)n)) {
+        char *msg;
+        size_t mlen;
+        if (twin_desired_message(gw->twin, cl->id, &msg, &mlen) == 0) {
+            mqtt_broker_send(gw->broker, cl->id, topic, (const uint8_t *)msg, mlen, 1);
+            free(msg);
+        }
     }
-    gw->telemetry_msgs++;
-    gw->telemetry_points += batch.n;
-    if (qos > 0)
-        telemetry_ingest(gw->store, &batch, telemetry_stored, ticket);
-    else
-        telemetry_ingest(gw->store, &batch, telemetry_stored_qos0, gw);
-    telemetry_batch_fini(&batch);
-    return qos > 0 ? MQTT_HOOK_PENDING : MQTT_HOOK_ROUTE;
+    n = snprintf(topic, sizeof(topic), "devices/%s/commands/x", cl->id);
+    if (topic_matches(filter, len, topic, (size_t)n))
+        commands_device_ready(gw->cmds, cl->id);
+}
+
+static void desired_changed(void *ctx, const char *device_id, const char *payload, size_t len)
+{
+    gateway_t *gw = ctx;
+    char topic[160];
+    snprintf(topic, sizeof(topic), "devices/%s/twin/desired", device_id);
+    mqtt_broker_send(gw->broker, device_id, topic, (const uint8_t *)payload, len, 1);
+}
+
+static bool send_command(void *ctx, const char *device_id, const char *topic, const char *payload,
+                         size_t len)
+{
+    gateway_t *gw = ctx;
+    return mqtt_broker_send(gw->broker, device_id, topic, (const uint8_t *)payload, len, 1);
 }
 
 static const mqtt_hooks_t hooks = {
@@ -206,6 +383,7 @@ static const mqtt_hooks_t hooks = {
     .connected = connected,
     .disconnected = disconnected,
     .publish = publish,
+    .subscribed = subscribed,
 };
 
 /* A device's credential was revoked (deleted or rotated): drop its live
@@ -213,6 +391,10 @@ static const mqtt_hooks_t hooks = {
 static void revoke(void *ctx, const char *id, bool deleted)
 {
     gateway_t *gw = ctx;
+    if (deleted) {
+        commands_forget_device(gw->cmds, id);
+        twin_forget(gw->twin, id);
+    }
     if (mqtt_broker_kick(gw->broker, id, MQTT_RC_NOT_AUTHORIZED, deleted) == 0)
         log_info("device '%s': connection dropped (%s)", id,
                  deleted ? "device deleted" : "secret rotated");
@@ -227,7 +409,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, registry_t *reg,
-                const char *host, int port, gateway_t **out)
+                twin_t *twin, commands_t *cmds, const char *host, int port, gateway_t **out)
 {
     gateway_t *gw = calloc(1, sizeof(*gw));
     if (gw == NULL)
@@ -235,6 +417,8 @@ int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, regis
     gw->cfg = cfg;
     gw->store = st;
     gw->registry = reg;
+    gw->twin = twin;
+    gw->cmds = cmds;
     int rc = mqtt_broker_new(base, cfg, host, port, &hooks, gw, &gw->broker);
     if (rc < 0)
         goto fail;
@@ -246,6 +430,8 @@ int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, regis
     struct timeval tv = {cfg->presence_flush_ms / 1000, (cfg->presence_flush_ms % 1000) * 1000};
     event_add(gw->flush_timer, &tv);
     registry_set_revoke_hook(reg, revoke, gw);
+    twin_set_notify(twin, desired_changed, gw);
+    commands_set_sender(cmds, send_command, gw);
     *out = gw;
     return 0;
 fail:
@@ -261,6 +447,8 @@ void gateway_free(gateway_t *gw)
     if (gw->flush_timer)
         event_free(gw->flush_timer);
     registry_set_revoke_hook(gw->registry, NULL, NULL);
+    twin_set_notify(gw->twin, NULL, NULL);
+    commands_set_sender(gw->cmds, NULL, NULL);
     mqtt_broker_free(gw->broker);
     registry_flush(gw->registry);
     free(gw);
@@ -280,6 +468,12 @@ void gateway_metrics(void *ctx, struct evbuffer *buf)
          gw->telemetry_rejected},
         {"drover_telemetry_store_errors_total", "QoS 0 telemetry lost to storage errors",
          gw->telemetry_store_errors},
+        {"drover_telemetry_duplicates_total", "Telemetry points dropped as replays (seq)",
+         gw->telemetry_duplicates},
+        {"drover_twin_reported_rejected_total", "Reported-state patches refused",
+         gw->twin_rejected},
+        {"drover_command_results_rejected_total", "Command results refused", gw->results_rejected},
+        {"drover_commands_open", "Commands queued or sent", commands_open_count(gw->cmds)},
         {"drover_device_auth_failures_total", "Refused MQTT authentications", gw->auth_failures},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++)

@@ -3,15 +3,20 @@
  * implements the broker's hooks: authenticates devices (username = client
  * id = device id, password = secret) and applications (password = an API
  * token of role operator or admin), confines each device to
- * devices/{id}/, turns devices/{id}/telemetry into stored points whose
- * PUBACK waits for the commit, and keeps presence (online, last_seen)
- * from the connection itself. Loop thread only.
+ * devices/{id}/, and routes what devices publish to the domain modules:
+ * telemetry (de-duplicated by seq), twin/reported and command results,
+ * each acknowledged only once durable. It sends the desired state when a
+ * device subscribes to it and when it changes, offers open commands when a
+ * device subscribes to its command topic, and keeps presence (online,
+ * last_seen) from the connection itself. Loop thread only.
  */
 #ifndef DROVER_GATEWAY_GATEWAY_H
 #define DROVER_GATEWAY_GATEWAY_H
 
+#include "commands/commands.h"
 #include "core/config.h"
 #include "mqtt/broker.h"
+#include "twin/twin.h"
 #include "registry/registry.h"
 #include "store/store.h"
 
@@ -23,7 +28,7 @@ typedef struct gateway gateway_t;
 /* Starts the MQTT listener on host:port. Everything passed is borrowed and
  * must outlive the gateway. Returns 0 or a negative errno from the bind. */
 int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, registry_t *reg,
-                const char *host, int port, gateway_t **out);
+                twin_t *twin, commands_t *cmds, const char *host, int port, gateway_t **out);
 /* Closes every MQTT connection and frees the gateway. NULL-safe. */
 void gateway_free(gateway_t *gw);
 

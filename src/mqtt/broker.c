@@ -566,6 +566,25 @@ int mqtt_broker_publish(mqtt_broker_t *b, const char *topic, const uint8_t *payl
     return n;
 }
 
+bool mqtt_broker_send(mqtt_broker_t *b, const char *client_id, const char *topic,
+                      const uint8_t *payload, size_t len, uint8_t qos)
+{
+    session_t *s = session_find(b, client_id, strlen(client_id));
+    if (s == NULL)
+        return false;
+    size_t tl = strlen(topic);
+    int granted = session_match(s, topic, tl);
+    if (granted < 0)
+        return false;
+    msg_t *m = msg_new(topic, tl, NULL, 0, payload, len, qos, false);
+    if (m == NULL)
+        return false;
+    uint8_t q = qos < granted ? qos : (uint8_t)granted;
+    bool ok = session_deliver(s, m, q > 1 ? 1 : q);
+    msg_unref(m);
+    return ok;
+}
+
 int mqtt_broker_kick(mqtt_broker_t *b, const char *client_id, uint8_t reason, bool discard_session)
 {
     session_t *s = session_find(b, client_id, strlen(client_id));

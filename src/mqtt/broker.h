@@ -68,6 +68,10 @@ typedef struct mqtt_hooks {
     int (*publish)(void *ctx, void *user, const char *topic, size_t topic_len,
                    const uint8_t *payload, size_t payload_len, uint8_t qos, mqtt_ticket_t *ticket,
                    const char **reason_string);
+    /* A subscription was granted (called after the SUBACK is queued, once
+     * per granted filter), so the hook can send what the subscriber should
+     * see at once. May be NULL. */
+    void (*subscribed)(void *ctx, void *user, const char *filter, size_t filter_len);
 } mqtt_hooks_t;
 
 /* Statistics for /metrics. */
@@ -104,6 +108,12 @@ void mqtt_ticket_complete(mqtt_ticket_t *t, uint8_t reason, const char *reason_s
  * Returns the number of sessions it was delivered or queued to, or < 0. */
 int mqtt_broker_publish(mqtt_broker_t *b, const char *topic, const uint8_t *payload, size_t len,
                         uint8_t qos, bool retain);
+
+/* Offers a message to one client's session only, if it has a subscription
+ * matching topic (delivered now, or queued in its persistent session).
+ * Returns true if the session took it. Copies everything. */
+bool mqtt_broker_send(mqtt_broker_t *b, const char *client_id, const char *topic,
+                      const uint8_t *payload, size_t len, uint8_t qos);
 
 /* Drops the live connection of client_id (v5: DISCONNECT with reason) and,
  * if discard_session, its session too. Returns 0 or -ENOENT. */

@@ -175,8 +175,11 @@ int session_subscribe(session_t *s, const char *filter, size_t len, uint8_t opts
 int session_unsubscribe(session_t *s, const char *filter, size_t len);
 /* Sends inflight (DUP) and queued messages to the freshly attached conn. */
 void session_resume(session_t *s);
-/* Offers a message to a session at the given QoS. */
-void session_deliver(session_t *s, msg_t *m, uint8_t qos);
+/* Offers a message to a session at the given QoS. Returns false if it was
+ * dropped (offline at QoS 0, queue full, stalled reader, no memory). */
+bool session_deliver(session_t *s, msg_t *m, uint8_t qos);
+/* The highest QoS of the session's subscriptions matching topic, or -1. */
+int session_match(const session_t *s, const char *topic, size_t len);
 /* PUBACK from the client. Returns 0 or -ENOENT. */
 int session_ack(session_t *s, uint16_t packet_id);
 /* Routes a message to every matching session; returns the count. */

@@ -75,6 +75,15 @@ int handle_subscribe(conn_t *c, uint8_t type, const uint8_t *body, size_t len)
     if (n > 0)
         conn_send(c, pkt, (size_t)n);
     free(pkt);
+    /* Now that the SUBACK is on its way, the hook may send what a new
+     * subscriber should see at once (the device's desired state). */
+    if (!sub.unsubscribe && b->hooks->subscribed) {
+        pos = 0;
+        for (uint32_t i = 0; mqtt_codec_sub_next(&sub, &pos, &e); i++) {
+            if (codes[i] < 0x80 && c->state == CONN_ACTIVE)
+                b->hooks->subscribed(b->hooks_ctx, c->user, e.filter.p, e.filter.len);
+        }
+    }
     free(codes);
     return 0;
 }

@@ -231,22 +231,31 @@ static void pump(session_t *s)
     }
 }
 
-void session_deliver(session_t *s, msg_t *m, uint8_t qos)
+bool session_deliver(session_t *s, msg_t *m, uint8_t qos)
 {
     conn_t *c = s->conn;
     bool online = c != NULL && c->state == CONN_ACTIVE;
-    if (qos == 0) {
-        if (!online || conn_outbuf_len(c) > OUTBUF_QOS0_CAP || !send_publish(s, m, 0, 0, false))
-            s->broker->stats.msgs_dropped++;
-        return;
-    }
-    if (online && s->qlen == 0 && s->ninflight < window(s)) {
-        if (!send_inflight(s, m, qos))
-            s->broker->stats.msgs_dropped++;
-        return;
-    }
-    if (!queue_push(s, m, qos))
+    bool ok;
+    if (qos == 0)
+        ok = online && conn_outbuf_len(c) <= OUTBUF_QOS0_CAP && send_publish(s, m, 0, 0, false);
+    else if (online && s->qlen == 0 && s->ninflight < window(s))
+        ok = send_inflight(s, m, qos);
+    else
+        ok = queue_push(s, m, qos);
+    if (!ok)
         s->broker->stats.msgs_dropped++;
+    return ok;
+}
+
+int session_match(const session_t *s, const char *topic, size_t len)
+{
+    int best = -1;
+    for (uint32_t i = 0; i < s->nsubs; i++) {
+        if (topic_matches(s->subs[i].filter, s->subs[i].len, topic, len) &&
+            (s->subs[i].opts & 3) > best)
+            best = s->subs[i].opts & 3;
+    }
+    return best;
 }
 
 int session_ack(session_t *s, uint16_t packet_id)

@@ -221,6 +221,7 @@ static int load_one(void *arg, const store_device_t *sd)
     memcpy(d->salt, sd->salt, sizeof(d->salt));
     memcpy(d->secret_hash, sd->secret_hash, sizeof(d->secret_hash));
     d->last_seen = sd->last_seen;
+    d->last_seq = sd->last_seq;
     d->online = false;
     int rc = table_add(l->reg, d);
     if (rc < 0) {
@@ -407,6 +408,7 @@ static void create_done(void *arg, int rc, int64_t key)
             memcpy(d->id, op->id, sizeof(d->id));
             memcpy(d->salt, op->salt, sizeof(d->salt));
             memcpy(d->secret_hash, op->hash, sizeof(d->secret_hash));
+            d->last_seq = -1;
             registry_device_t *old = registry_find(reg, d->id);
             if (old != NULL)
                 table_remove(reg, old);

@@ -31,6 +31,7 @@ typedef struct registry_device {
     bool online;
     bool dirty; /* last_seen changed since it was last written */
     int64_t last_seen;
+    int64_t last_seq; /* highest telemetry seq accepted; -1 = none */
 } registry_device_t;
 
 /* Called when a device's credential stops being valid (deleted, secret

@@ -18,6 +18,8 @@
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "commands/commands.h"
+#include "commands/jobs.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "core/config.h"
@@ -25,6 +27,7 @@
 #include "registry/registry.h"
 #include "security/tokens.h"
 #include "store/store.h"
+#include "twin/twin.h"
 
 #define DROVERD_VERSION "0.1.0"
 
@@ -165,6 +168,9 @@ int main(int argc, char **argv)
     struct event_base *base = NULL;
     store_t *st = NULL;
     registry_t *reg = NULL;
+    twin_t *twin = NULL;
+    commands_t *cmds = NULL;
+    jobs_t *jobs = NULL;
     gateway_t *gw = NULL;
     api_t *api = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
@@ -192,7 +198,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "droverd: cannot load devices: %s\n", strerror(-rc));
         goto out;
     }
-    rc = gateway_new(base, &cfg, st, reg, mqtt_host, mqtt_port, &gw);
+    rc = twin_new(st, reg, &cfg, &twin);
+    if (rc == 0)
+        rc = commands_new(base, st, reg, &cfg, &cmds);
+    if (rc == 0)
+        rc = jobs_new(st, reg, cmds, twin, &cfg, &jobs);
+    if (rc < 0) {
+        fprintf(stderr, "droverd: cannot load twins and commands: %s\n", strerror(-rc));
+        goto out;
+    }
+    rc = gateway_new(base, &cfg, st, reg, twin, cmds, mqtt_host, mqtt_port, &gw);
     if (rc < 0) {
         fprintf(stderr, "droverd: cannot listen for MQTT on %s: %s\n", cfg.mqtt_listen,
                 strerror(-rc));
@@ -201,6 +216,9 @@ int main(int argc, char **argv)
     api_deps_t deps = {
         .store = st,
         .registry = reg,
+        .twin = twin,
+        .commands = cmds,
+        .jobs = jobs,
         .config = &cfg,
         .metrics = gateway_metrics,
         .metrics_ctx = gw,
@@ -243,6 +261,9 @@ out:
     api_free(api);
     gateway_free(gw);
     store_close(st); /* commits every queued write; runs their callbacks */
+    jobs_free(jobs);
+    commands_free(cmds);
+    twin_free(twin);
     registry_free(reg);
     if (base)
         event_base_free(base);

@@ -65,6 +65,7 @@ typedef struct store_device {
     bool online;
     int64_t last_seen; /* epoch ms; 0 = never seen */
     int64_t created_at;
+    int64_t last_seq; /* highest telemetry seq stored; -1 = none */
 } store_device_t;
 
 /* Frees what a store_device_t owns (not the struct itself). NULL-safe. */
@@ -169,5 +170,125 @@ int store_token_find(store_t *st, const uint8_t hash[CRYPTO_HASH_LEN], store_tok
 
 /* Number of tokens (0 on a fresh database: the server then makes one). */
 int store_token_count(store_t *st, int64_t *out);
+
+/* ---- Telemetry sequence numbers ----------------------------------------- */
+
+/* devices.last_seq (INTEGER NOT NULL DEFAULT -1) is the highest telemetry
+ * "seq" stored for a device; store_device_t.last_seq carries it on reads.
+ * Raises it to seq (never lowers it) in the same batch as the points that
+ * go with it, so after a crash points and last_seq agree. */
+void store_device_set_last_seq(store_t *st, int64_t key, int64_t seq, store_done_fn done,
+                               void *arg);
+
+/* ---- Device twin -------------------------------------------------------- */
+/*
+ *   twins(device INTEGER PRIMARY KEY, desired TEXT NOT NULL, desired_version
+ *         INTEGER NOT NULL, desired_at INTEGER NOT NULL, reported TEXT NOT
+ *         NULL, reported_version INTEGER NOT NULL, reported_at INTEGER NOT
+ *         NULL); deleted with its device.
+ */
+typedef struct store_twin {
+    char *desired; /* JSON object text; owned */
+    int64_t desired_version;
+    int64_t desired_at; /* epoch ms; 0 = never set */
+    char *reported;     /* JSON object text; owned */
+    int64_t reported_version;
+    int64_t reported_at;
+} store_twin_t;
+
+void store_twin_fini(store_twin_t *t);
+
+/* Writes the whole twin row of a device (insert or replace); t is copied.
+ * A device that no longer exists: rc 0, nothing written. */
+void store_twin_put(store_t *st, int64_t device_key, const store_twin_t *t, store_done_fn done,
+                    void *arg);
+
+/* Reads a device's twin. -ENOENT if none was ever written. */
+int store_twin_get(store_t *st, int64_t device_key, store_twin_t *out);
+
+/* ---- Commands ----------------------------------------------------------- */
+/*
+ *   commands(id TEXT PRIMARY KEY, device INTEGER NOT NULL, name TEXT NOT
+ *            NULL, params TEXT NOT NULL (JSON), status TEXT NOT NULL, result
+ *            TEXT (JSON or NULL), created_at, sent_at, finished_at (0 = not
+ *            yet), expires_at INTEGER NOT NULL, job TEXT NOT NULL DEFAULT '')
+ *   indexed by (device, created_at, id) and by job; deleted with the device.
+ */
+typedef struct store_command {
+    char id[40];
+    int64_t device_key;
+    char device_id[DROVER_ID_MAX + 1]; /* filled on reads (join on devices) */
+    char name[65];
+    char *params;    /* JSON text; owned */
+    char status[12]; /* queued, sent, succeeded, failed, rejected, expired */
+    char *result;    /* JSON text or NULL; owned */
+    int64_t created_at, sent_at, finished_at, expires_at;
+    char job[40]; /* "" when not part of a bulk job */
+} store_command_t;
+
+void store_command_fini(store_command_t *c);
+
+/* Inserts n commands in one job (all or none: one failure fails them all,
+ * e.g. -EEXIST). Copied. */
+void store_command_insert(store_t *st, const store_command_t *cmds, size_t n, store_done_fn done,
+                          void *arg);
+
+/* Sets status, and result (JSON text, may be NULL = unchanged) and the
+ * timestamps that are non-zero. -ENOENT if the command is gone. */
+void store_command_update(store_t *st, const char *id, const char *status, const char *result,
+                          int64_t sent_at, int64_t finished_at, store_done_fn done, void *arg);
+
+int store_command_get(store_t *st, const char *id, store_command_t *out);
+
+/* A device's commands, newest first: (created_at, id) < (before_ts,
+ * before_id) when before_id is non-NULL. fn gets borrowed rows. */
+int store_command_list(store_t *st, int64_t device_key, int64_t before_ts, const char *before_id,
+                       int limit, int (*fn)(void *arg, const store_command_t *c), void *arg);
+
+/* Every command whose status is queued or sent, oldest first (start-up). */
+int store_command_foreach_open(store_t *st, int (*fn)(void *arg, const store_command_t *c),
+                               void *arg);
+
+/* Commands of a bulk job in id order after after_id (NULL = from the start). */
+int store_command_list_job(store_t *st, const char *job, const char *after_id, int limit,
+                           int (*fn)(void *arg, const store_command_t *c), void *arg);
+
+/* ---- Bulk jobs ---------------------------------------------------------- */
+/*
+ *   jobs(id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL (JSON),
+ *        status TEXT NOT NULL, total INTEGER NOT NULL, created_at INTEGER NOT
+ *        NULL, finished_at INTEGER NOT NULL DEFAULT 0)
+ *   job_items(job TEXT NOT NULL, device INTEGER NOT NULL, status TEXT NOT
+ *        NULL, detail TEXT, PRIMARY KEY (job, device)) -- for twin jobs;
+ *        command jobs track their devices through commands.job.
+ */
+typedef struct store_job {
+    char id[40];
+    char kind[16];   /* "command" or "twin" */
+    char *spec;      /* JSON text; owned */
+    char status[12]; /* running, done, failed */
+    int64_t total;
+    int64_t created_at, finished_at;
+} store_job_t;
+
+void store_job_fini(store_job_t *j);
+
+/* Inserts or replaces the job row (copied). */
+void store_job_put(store_t *st, const store_job_t *j, store_done_fn done, void *arg);
+int store_job_get(store_t *st, const char *id, store_job_t *out);
+
+typedef struct store_job_item {
+    int64_t device_key;
+    char device_id[DROVER_ID_MAX + 1]; /* filled on reads */
+    char status[12];
+    const char *detail; /* may be NULL */
+} store_job_item_t;
+
+/* Inserts or replaces n items of one job (copied). */
+void store_job_items_put(store_t *st, const char *job, const store_job_item_t *items, size_t n,
+                         store_done_fn done, void *arg);
+/* Items in device id order after after_id (NULL = from the start). */
+int store_job_items_list(store_t *st, const char *job, const char *after_id, int limit,
+                         int (*fn)(void *arg, const store_job_item_t *it), void *arg);
 
 #endif

@@ -14,7 +14,8 @@
  *
  * Rules, one JSON object at a time:
  *   "ts"   optional, a non-negative integer (epoch ms); default now_ms.
- *   "seq"  optional, a non-negative integer; accepted and ignored for now
+ *   "seq"  optional, a non-negative integer the sender increments; points
+ *          carry it so the gateway can drop replays (telemetry_batch_dedupe)
  *          (the agent's replay will use it to drop duplicates).
  *   other  keys are metrics: 1..TELEMETRY_MAX_METRIC_LEN bytes, value a
  *          number, a boolean or a string of at most TELEMETRY_MAX_STRING_LEN
@@ -129,12 +130,15 @@ static void copy_object(const json_t *obj, int64_t device_key, int64_t now_ms, t
 {
     const json_t *jts = json_object_get(obj, "ts");
     int64_t ts = jts != NULL ? (int64_t)json_integer_value(jts) : now_ms;
+    const json_t *jseq = json_object_get(obj, "seq");
+    int64_t seq = jseq != NULL ? (int64_t)json_integer_value(jseq) : -1;
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
     {
         if (is_reserved(key))
             continue;
+        b->seq[b->n] = seq;
         store_point_t *p = &b->points[b->n++];
         size_t klen = strlen(key);
         char *name = b->strs + *spos;
@@ -201,8 +205,9 @@ int telemetry_parse(const char *payload, size_t len, int64_t device_key, int64_t
     }
 
     b.points = calloc(acc.points, sizeof(*b.points));
+    b.seq = calloc(acc.points, sizeof(*b.seq));
     b.strs = malloc(acc.str_bytes);
-    if (b.points == NULL || b.strs == NULL) {
+    if (b.points == NULL || b.seq == NULL || b.strs == NULL) {
         rc = fail(err, errlen, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -225,10 +230,31 @@ void telemetry_batch_fini(telemetry_batch_t *b)
     if (b == NULL)
         return;
     free(b->points);
+    free(b->seq);
     free(b->strs);
     b->points = NULL;
+    b->seq = NULL;
     b->strs = NULL;
     b->n = 0;
+}
+
+size_t telemetry_batch_dedupe(telemetry_batch_t *b, int64_t last_seq, int64_t *max_seq)
+{
+    size_t kept = 0;
+    int64_t max = last_seq;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->seq[i] >= 0 && b->seq[i] <= last_seq)
+            continue;
+        if (b->seq[i] > max)
+            max = b->seq[i];
+        b->points[kept] = b->points[i];
+        b->seq[kept] = b->seq[i];
+        kept++;
+    }
+    size_t dropped = b->n - kept;
+    b->n = kept;
+    *max_seq = max;
+    return dropped;
 }
 
 void telemetry_ingest(store_t *st, const telemetry_batch_t *b, store_done_fn done, void *arg)

@@ -24,6 +24,7 @@
 
 typedef struct telemetry_batch {
     store_point_t *points; /* n points; metric and str point into strs */
+    int64_t *seq;          /* per point: its object's "seq", or -1 */
     size_t n;
     char *strs; /* one allocation holding every string */
 } telemetry_batch_t;
@@ -35,6 +36,11 @@ typedef struct telemetry_batch {
 int telemetry_parse(const char *payload, size_t len, int64_t device_key, int64_t now_ms,
                     size_t max_points, telemetry_batch_t *out, char *err, size_t errlen);
 void telemetry_batch_fini(telemetry_batch_t *b);
+
+/* Drops the points whose seq is <= last_seq (already stored: a replay) and
+ * writes the highest seq left (or last_seq) to *max_seq. Points without a
+ * seq are kept. Returns the number of points dropped. */
+size_t telemetry_batch_dedupe(telemetry_batch_t *b, int64_t last_seq, int64_t *max_seq);
 
 /* Stores a parsed batch; done runs once it is durable. The batch may be
  * freed as soon as this returns (the store copies it). */
