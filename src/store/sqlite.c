@@ -1,8 +1,10 @@
 /*
  * The SQLite backend of the store: opening the database, its schema and
- * migrations, the prepared statements, and the SQL of every operation.
- * It knows nothing of threads or jobs; store.c decides which connection a
- * function runs on (see sqlite_internal.h).
+ * migrations, the prepared statements, and the SQL of the devices,
+ * telemetry and tokens; the control plane's SQL (twins, commands, bulk
+ * jobs) is in sqlite_control.c, on the same statement cache. It knows
+ * nothing of threads or jobs; store.c decides which connection a function
+ * runs on (see sqlite_internal.h).
  *
  * File and durability. One file, <dir>/drover.db, in WAL mode with
  * synchronous=FULL: every COMMIT appends to the WAL and fsyncs it, so a
@@ -26,6 +28,8 @@
  *   range already in (ts, seq) order.
  *   telemetry_latest is WITHOUT ROWID keyed by (device, metric): the upsert
  *   that keeps it current touches one b-tree.
+ *   Version 2 adds devices.last_seq and the control plane's tables; see
+ *   sqlite_control.c for their indexes and why.
  *
  * There are no declared foreign keys: the store itself deletes a device's
  * telemetry with the device, and checks that a device exists before
@@ -95,9 +99,49 @@ static const char *const MIGRATIONS[] = {
     " hash BLOB NOT NULL UNIQUE,"
     " created_at INTEGER NOT NULL,"
     " expires_at INTEGER);",
+    /* 2: telemetry seq per device, device twins, commands, bulk jobs. */
+    "ALTER TABLE devices ADD COLUMN last_seq INTEGER NOT NULL DEFAULT -1;"
+    "CREATE TABLE twins("
+    " device INTEGER PRIMARY KEY,"
+    " desired TEXT NOT NULL,"
+    " desired_version INTEGER NOT NULL,"
+    " desired_at INTEGER NOT NULL,"
+    " reported TEXT NOT NULL,"
+    " reported_version INTEGER NOT NULL,"
+    " reported_at INTEGER NOT NULL);"
+    "CREATE TABLE commands("
+    " id TEXT PRIMARY KEY,"
+    " device INTEGER NOT NULL,"
+    " name TEXT NOT NULL,"
+    " params TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " result TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " sent_at INTEGER NOT NULL DEFAULT 0,"
+    " finished_at INTEGER NOT NULL DEFAULT 0,"
+    " expires_at INTEGER NOT NULL,"
+    " job TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX commands_device ON commands(device, created_at, id);"
+    "CREATE INDEX commands_job ON commands(job, id) WHERE job != '';"
+    "CREATE INDEX commands_open ON commands(created_at, id) WHERE status IN ('queued', 'sent');"
+    "CREATE TABLE jobs("
+    " id TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL,"
+    " spec TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " total INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " finished_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE job_items("
+    " job TEXT NOT NULL,"
+    " device INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " detail TEXT,"
+    " PRIMARY KEY (job, device)) WITHOUT ROWID;"
+    "CREATE INDEX job_items_device ON job_items(device);",
 };
 
-#define DEVICE_COLS "key, id, tags, salt, secret_hash, online, last_seen, created_at"
+#define DEVICE_COLS "key, id, tags, salt, secret_hash, online, last_seen, created_at, last_seq"
 
 /* The match of a tag: json_each decodes the key, so any key text (quotes,
  * dots, brackets) is bound as a plain value and never parsed as a path.
@@ -138,7 +182,7 @@ struct store_wstate {
 
 static void wstate_free(store_wstate_t *w);
 
-static const char *const SQL[SQL_COUNT_] = {
+static const char *const SQL[SQL_CONTROL_FIRST_] = {
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
     [SQL_COMMIT] = "COMMIT",
     [SQL_ROLLBACK] = "ROLLBACK",
@@ -174,7 +218,14 @@ static const char *const SQL[SQL_COUNT_] = {
     [SQL_TOKEN_BY_HASH] = "SELECT id, name, role, created_at, expires_at FROM tokens"
                           " WHERE hash = ?1",
     [SQL_TOKEN_COUNT] = "SELECT count(*) FROM tokens",
+    /* Only ever raised; an unchanged row is not rewritten. */
+    [SQL_DEVICE_SET_LAST_SEQ] = "UPDATE devices SET last_seq = ?2 WHERE key = ?1 AND last_seq < ?2",
 };
+
+static const char *sql_text(store_sql_t id)
+{
+    return id < SQL_CONTROL_FIRST_ ? SQL[id] : store_sqlite_control_sql[id - SQL_CONTROL_FIRST_];
+}
 
 int store_sqlite_schema_version(void)
 {
@@ -269,8 +320,8 @@ static int stmt_get(store_conn_t *c, store_sql_t id, sqlite3_stmt **out, bool *t
     }
     bool cache = c->stmt[id] == NULL;
     sqlite3_stmt *s = NULL;
-    int rc =
-        sqlite3_prepare_v3(c->db, SQL[id], -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &s, NULL);
+    int rc = sqlite3_prepare_v3(c->db, sql_text(id), -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &s,
+                                NULL);
     if (rc != SQLITE_OK)
         return store_sqlite_errno(rc);
     if (cache)
@@ -493,6 +544,26 @@ static int prep(store_conn_t *c, store_sql_t id, sqlite3_stmt **s)
     /* Writes never nest, so a write statement is never busy here. */
     assert(rc < 0 || !tmp);
     return rc;
+}
+
+int store_sqlite_stmt_get(store_conn_t *c, store_sql_t id, sqlite3_stmt **out, bool *tmp)
+{
+    return stmt_get(c, id, out, tmp);
+}
+
+void store_sqlite_stmt_put(sqlite3_stmt *s, bool tmp)
+{
+    stmt_put(s, tmp);
+}
+
+int store_sqlite_prep(store_conn_t *c, store_sql_t id, sqlite3_stmt **out)
+{
+    return prep(c, id, out);
+}
+
+int store_sqlite_stmt_run(sqlite3_stmt *s)
+{
+    return stmt_run(s);
 }
 
 static void bind_blob_or_null(sqlite3_stmt *s, int i, const uint8_t *p, size_t n)
@@ -785,12 +856,15 @@ int store_sqlite_device_insert(store_conn_t *c, const store_device_t *d, int64_t
 }
 
 /* Removes the device row first: if it is absent nothing else is touched.
- * Then the writer forgets the device: no cached existence, and its pending
- * latest values of this batch are not written. */
+ * Then everything kept per device, and the writer forgets the device: no
+ * cached existence, and its pending latest values of this batch are not
+ * written. */
 int store_sqlite_device_delete(store_conn_t *c, int64_t key)
 {
-    static const store_sql_t steps[] = {SQL_DEVICE_DELETE, SQL_DEVICE_DELETE_TELEMETRY,
-                                        SQL_DEVICE_DELETE_LATEST};
+    static const store_sql_t steps[] = {
+        SQL_DEVICE_DELETE,      SQL_DEVICE_DELETE_TELEMETRY, SQL_DEVICE_DELETE_LATEST,
+        SQL_DEVICE_DELETE_TWIN, SQL_DEVICE_DELETE_COMMANDS,  SQL_DEVICE_DELETE_JOB_ITEMS,
+    };
     store_wstate_t *w = c->w;
     int rc =
         grow_array((void **)&w->deleted, &w->deleted_cap, w->ndeleted + 1, sizeof(*w->deleted));
@@ -839,6 +913,17 @@ int store_sqlite_device_set_presence(store_conn_t *c, int64_t key, bool online, 
         sqlite3_bind_int64(s, 3, last_seen);
     else
         sqlite3_bind_null(s, 3);
+    return stmt_run(s);
+}
+
+int store_sqlite_device_set_last_seq(store_conn_t *c, int64_t key, int64_t seq)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = prep(c, SQL_DEVICE_SET_LAST_SEQ, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, key);
+    sqlite3_bind_int64(s, 2, seq);
     return stmt_run(s);
 }
 
@@ -935,6 +1020,7 @@ static int row_device(sqlite3_stmt *s, store_device_t *d)
     d->online = sqlite3_column_int(s, 5) != 0;
     d->last_seen = sqlite3_column_int64(s, 6); /* NULL reads as 0: never */
     d->created_at = sqlite3_column_int64(s, 7);
+    d->last_seq = sqlite3_column_int64(s, 8);
     return 0;
 }
 
@@ -1102,7 +1188,7 @@ out:
     return rc;
 }
 
-static void copy_text(sqlite3_stmt *s, int col, char *out, size_t outlen)
+void store_sqlite_copy_text(sqlite3_stmt *s, int col, char *out, size_t outlen)
 {
     const char *p = (const char *)sqlite3_column_text(s, col);
     size_t n = p ? (size_t)sqlite3_column_bytes(s, col) : 0;
@@ -1124,9 +1210,9 @@ int store_sqlite_token_find(store_conn_t *c, const uint8_t *hash, store_token_t 
     sqlite3_bind_blob(s, 1, hash, CRYPTO_HASH_LEN, SQLITE_STATIC);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        copy_text(s, 0, t.id, sizeof(t.id));
-        copy_text(s, 1, t.name, sizeof(t.name));
-        copy_text(s, 2, t.role, sizeof(t.role));
+        store_sqlite_copy_text(s, 0, t.id, sizeof(t.id));
+        store_sqlite_copy_text(s, 1, t.name, sizeof(t.name));
+        store_sqlite_copy_text(s, 2, t.role, sizeof(t.role));
         t.created_at = sqlite3_column_int64(s, 3);
         t.expires_at = sqlite3_column_int64(s, 4); /* NULL reads as 0: never */
         rc = 0;

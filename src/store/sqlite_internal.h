@@ -1,6 +1,7 @@
 /*
  * Private interface between the store's job machinery (store.c) and its
- * SQLite backend (sqlite.c). Nothing outside src/store includes this.
+ * SQLite backend (sqlite.c, and sqlite_control.c for twins, commands and
+ * bulk jobs). Nothing outside src/store includes this.
  *
  * A store_conn_t is one SQLite connection plus its cache of prepared
  * statements. The store holds two: the write connection, used only by the
@@ -48,8 +49,30 @@ typedef enum {
     SQL_TELEMETRY_QUERY_METRIC,
     SQL_TOKEN_BY_HASH,
     SQL_TOKEN_COUNT,
+    SQL_DEVICE_SET_LAST_SEQ,
+    /* The control plane's statements; their text is in sqlite_control.c. */
+    SQL_CONTROL_FIRST_,
+    SQL_DEVICE_DELETE_TWIN = SQL_CONTROL_FIRST_,
+    SQL_DEVICE_DELETE_COMMANDS,
+    SQL_DEVICE_DELETE_JOB_ITEMS,
+    SQL_TWIN_PUT,
+    SQL_TWIN_GET,
+    SQL_COMMAND_INSERT,
+    SQL_COMMAND_UPDATE,
+    SQL_COMMAND_GET,
+    SQL_COMMAND_LIST,
+    SQL_COMMAND_LIST_BEFORE,
+    SQL_COMMAND_OPEN,
+    SQL_COMMAND_LIST_JOB,
+    SQL_JOB_PUT,
+    SQL_JOB_GET,
+    SQL_JOB_ITEM_PUT,
+    SQL_JOB_ITEMS_LIST,
     SQL_COUNT_
 } store_sql_t;
+
+/* Text of SQL_CONTROL_FIRST_ .. SQL_COUNT_ - 1, in enum order. */
+extern const char *const store_sqlite_control_sql[SQL_COUNT_ - SQL_CONTROL_FIRST_];
 
 typedef struct store_wstate store_wstate_t;
 
@@ -78,6 +101,19 @@ void store_sqlite_close(store_conn_t *c);
 /* Maps a SQLite result code to a negative errno (0 for OK/ROW/DONE). */
 int store_sqlite_errno(int rc);
 
+/* Statement helpers shared by sqlite.c and sqlite_control.c.
+ * stmt_get hands out the cached statement for id, or a temporary one (*tmp
+ * set) if the cached one is mid-iteration further up the stack (a read
+ * callback that reads again); stmt_put resets or finalizes it. prep is
+ * stmt_get for the writer, whose statements never nest. stmt_run steps a
+ * statement that returns no rows and resets it. copy_text copies a text
+ * column into a fixed array, truncating. */
+int store_sqlite_stmt_get(store_conn_t *c, store_sql_t id, struct sqlite3_stmt **out, bool *tmp);
+void store_sqlite_stmt_put(struct sqlite3_stmt *s, bool tmp);
+int store_sqlite_prep(store_conn_t *c, store_sql_t id, struct sqlite3_stmt **out);
+int store_sqlite_stmt_run(struct sqlite3_stmt *s);
+void store_sqlite_copy_text(struct sqlite3_stmt *s, int col, char *out, size_t outlen);
+
 /* ---- Write side: storage thread only ------------------------------------ */
 
 /* Runs one of SQL_BEGIN, SQL_COMMIT, SQL_ROLLBACK, SQL_SAVEPOINT, SQL_RELEASE,
@@ -105,6 +141,17 @@ int store_sqlite_device_set_secret(store_conn_t *c, int64_t key, const uint8_t *
 int store_sqlite_device_set_presence(store_conn_t *c, int64_t key, bool online, int64_t last_seen);
 int store_sqlite_telemetry_append(store_conn_t *c, const store_point_t *pts, size_t n);
 int store_sqlite_token_insert(store_conn_t *c, const store_token_t *t, const uint8_t *hash);
+int store_sqlite_device_set_last_seq(store_conn_t *c, int64_t key, int64_t seq);
+
+/* Control plane (sqlite_control.c). Rows for a device that no longer
+ * exists are skipped (rc 0), as its delete would have removed them. */
+int store_sqlite_twin_put(store_conn_t *c, int64_t key, const store_twin_t *t);
+int store_sqlite_command_insert(store_conn_t *c, const store_command_t *cmds, size_t n);
+int store_sqlite_command_update(store_conn_t *c, const char *id, const char *status,
+                                const char *result, int64_t sent_at, int64_t finished_at);
+int store_sqlite_job_put(store_conn_t *c, const store_job_t *j);
+int store_sqlite_job_items_put(store_conn_t *c, const char *job, const store_job_item_t *items,
+                               size_t n);
 
 /* ---- Read side: loop thread only (the reader connection) ---------------- */
 
@@ -126,5 +173,18 @@ int store_sqlite_telemetry_query(store_conn_t *c, int64_t device_key, const char
                                  void *arg);
 int store_sqlite_token_find(store_conn_t *c, const uint8_t *hash, store_token_t *out);
 int store_sqlite_token_count(store_conn_t *c, int64_t *out);
+
+int store_sqlite_twin_get(store_conn_t *c, int64_t key, store_twin_t *out);
+int store_sqlite_command_get(store_conn_t *c, const char *id, store_command_t *out);
+int store_sqlite_command_list(store_conn_t *c, int64_t key, int64_t before_ts,
+                              const char *before_id, int limit,
+                              int (*fn)(void *arg, const store_command_t *cmd), void *arg);
+int store_sqlite_command_foreach_open(store_conn_t *c,
+                                      int (*fn)(void *arg, const store_command_t *cmd), void *arg);
+int store_sqlite_command_list_job(store_conn_t *c, const char *job, const char *after_id, int limit,
+                                  int (*fn)(void *arg, const store_command_t *cmd), void *arg);
+int store_sqlite_job_get(store_conn_t *c, const char *id, store_job_t *out);
+int store_sqlite_job_items_list(store_conn_t *c, const char *job, const char *after_id, int limit,
+                                int (*fn)(void *arg, const store_job_item_t *it), void *arg);
 
 #endif

@@ -7,7 +7,8 @@
  * arguments into one heap job (one allocation, strings included, so the
  * caller's buffers are free as soon as the call returns) and appends it to
  * the queue under st->mu. The storage thread wakes, takes every waiting job
- * (at most BATCH_MAX, to bound latency), and runs them as one transaction:
+ * (at most BATCH_MAX, to bound latency; see take_batch), and runs them as
+ * one transaction:
  *
  *   BEGIN IMMEDIATE
  *     job 1              a single statement is atomic by itself: if it
@@ -34,8 +35,16 @@
  * one FIFO queue, batches are run and handed back in order, so callbacks run
  * in submission order.
  *
- * Presence updates are collapsed per batch: for each device only the last
- * update in the batch is written; the earlier ones complete with it.
+ * Presence and last_seq updates are collapsed per batch: for each device
+ * only the last update of each kind in the batch is written (for last_seq,
+ * with the largest seq of the batch); the earlier ones complete with it.
+ * The telemetry path may submit a last_seq update per message, so this
+ * keeps it to one UPDATE per device and batch.
+ *
+ * Control-plane writes (twins, commands, bulk jobs) are jobs like the
+ * others. A command insert or job items put of n rows is a single job
+ * whose rows are copied into its one allocation and inserted inside a
+ * savepoint, so a bulk job of ten thousand devices is all or nothing.
  *
  * The event is only added while jobs are pending, so a loop with nothing
  * else to do can return (start-up code runs the loop until a write lands).
@@ -62,19 +71,32 @@
 #include "store/sqlite_internal.h"
 
 /* Jobs per transaction: large enough that one fsync carries thousands of
- * messages, small enough that a batch commits in a few milliseconds. */
+ * messages, small enough that a batch commits in a few milliseconds.
+ * Light jobs (presence and last_seq updates, collapsed to one UPDATE per
+ * device and batch) ride along without counting, up to JOBS_MAX in all:
+ * the telemetry path submits a last_seq update with every message, and
+ * counting those would halve the messages per fsync (measured: about a
+ * third less throughput). */
 #define BATCH_MAX 4096
-/* Presence collapse table: a power of two, at least twice BATCH_MAX. */
-#define SEEN_SLOTS (2 * BATCH_MAX)
+#define JOBS_MAX (2 * BATCH_MAX)
+/* Update collapse table: a power of two, at least twice JOBS_MAX. */
+#define SEEN_SLOTS (2 * JOBS_MAX)
+#define FIELD_SIZE(type, field) sizeof(((type *)0)->field)
 
 typedef enum {
-    JOB_NONE,          /* nothing to do: rc preset (e.g. -EINVAL, or 0) */
-    JOB_DEVICE_INSERT, /* u.dev, tags_json in the same allocation */
-    JOB_DEVICE_DELETE, /* u.key */
-    JOB_DEVICE_SECRET, /* u.secret */
-    JOB_PRESENCE,      /* u.presence */
-    JOB_TELEMETRY,     /* u.tel, points and strings in the same allocation */
-    JOB_TOKEN_INSERT,  /* u.token */
+    JOB_NONE,           /* nothing to do: rc preset (e.g. -EINVAL, or 0) */
+    JOB_DEVICE_INSERT,  /* u.dev, tags_json in the same allocation */
+    JOB_DEVICE_DELETE,  /* u.key */
+    JOB_DEVICE_SECRET,  /* u.secret */
+    JOB_PRESENCE,       /* u.presence */
+    JOB_TELEMETRY,      /* u.tel, points and strings in the same allocation */
+    JOB_TOKEN_INSERT,   /* u.token */
+    JOB_LAST_SEQ,       /* u.upd */
+    JOB_TWIN_PUT,       /* u.twin, its texts in the same allocation */
+    JOB_COMMAND_INSERT, /* u.cmds, rows and their texts in the same allocation */
+    JOB_COMMAND_UPDATE, /* u.cmd_update, its texts in the same allocation */
+    JOB_JOB_PUT,        /* u.job, spec in the same allocation */
+    JOB_JOB_ITEMS_PUT,  /* u.items, rows and texts in the same allocation */
 } job_kind_t;
 
 typedef struct job {
@@ -94,10 +116,11 @@ typedef struct job {
         } secret;
         struct {
             int64_t key;
-            int64_t last_seen;
+            struct job *by;    /* the device's last update in the batch, if later */
+            int64_t last_seen; /* JOB_PRESENCE */
             bool online;
-            struct job *by; /* the device's last update in the batch, if later */
-        } presence;
+            int64_t seq; /* JOB_LAST_SEQ */
+        } upd;
         struct {
             store_point_t *pts;
             size_t n;
@@ -106,6 +129,24 @@ typedef struct job {
             store_token_t t;
             uint8_t hash[CRYPTO_HASH_LEN];
         } token;
+        struct {
+            int64_t key;
+            store_twin_t t;
+        } twin;
+        struct {
+            store_command_t *v;
+            size_t n;
+        } cmds;
+        struct {
+            const char *id, *status, *result;
+            int64_t sent_at, finished_at;
+        } cmd_update;
+        store_job_t job;
+        struct {
+            const char *job;
+            store_job_item_t *v;
+            size_t n;
+        } items;
     } u;
 } job_t;
 
@@ -142,6 +183,34 @@ void store_device_fini(store_device_t *d)
     d->tags_json = NULL;
 }
 
+void store_twin_fini(store_twin_t *t)
+{
+    if (!t)
+        return;
+    free(t->desired);
+    t->desired = NULL;
+    free(t->reported);
+    t->reported = NULL;
+}
+
+void store_command_fini(store_command_t *c)
+{
+    if (!c)
+        return;
+    free(c->params);
+    c->params = NULL;
+    free(c->result);
+    c->result = NULL;
+}
+
+void store_job_fini(store_job_t *j)
+{
+    if (!j)
+        return;
+    free(j->spec);
+    j->spec = NULL;
+}
+
 size_t store_pending(const store_t *st)
 {
     assert(st);
@@ -160,19 +229,11 @@ static size_t seen_find(const store_t *st, int64_t key, size_t mask)
     return i;
 }
 
-/* Points every presence job that a later one in the batch overrides at
- * the last update of its device, the only one written. */
-static void collapse_presence(store_t *st, job_t *batch)
+/* Points every update of `kind` that a later one in the batch overrides
+ * at the last update of its device, the only one written. A written
+ * last_seq update takes the largest seq of its device's updates. */
+static void collapse(store_t *st, job_t *batch, job_kind_t kind, size_t count)
 {
-    size_t count = 0;
-    for (job_t *j = batch; j; j = j->next) {
-        if (j->kind == JOB_PRESENCE) {
-            j->u.presence.by = NULL;
-            count++;
-        }
-    }
-    if (count < 2)
-        return;
     size_t slots = 4;
     while (slots < 2 * count)
         slots *= 2;
@@ -180,18 +241,36 @@ static void collapse_presence(store_t *st, job_t *batch)
     size_t mask = slots - 1;
     memset(st->seen, 0, slots * sizeof(*st->seen));
     for (job_t *j = batch; j; j = j->next) {
-        if (j->kind == JOB_PRESENCE) {
-            size_t i = seen_find(st, j->u.presence.key, mask);
-            st->seen[i].key = j->u.presence.key;
+        if (j->kind == kind) {
+            size_t i = seen_find(st, j->u.upd.key, mask);
+            st->seen[i].key = j->u.upd.key;
             st->seen[i].job = j;
         }
     }
     for (job_t *j = batch; j; j = j->next) {
-        if (j->kind == JOB_PRESENCE) {
-            job_t *last = st->seen[seen_find(st, j->u.presence.key, mask)].job;
-            j->u.presence.by = last == j ? NULL : last;
+        if (j->kind != kind)
+            continue;
+        job_t *last = st->seen[seen_find(st, j->u.upd.key, mask)].job;
+        j->u.upd.by = last == j ? NULL : last;
+        if (last != j && j->u.upd.seq > last->u.upd.seq)
+            last->u.upd.seq = j->u.upd.seq;
+    }
+}
+
+static void collapse_updates(store_t *st, job_t *batch)
+{
+    size_t presence = 0, seq = 0;
+    for (job_t *j = batch; j; j = j->next) {
+        if (j->kind == JOB_PRESENCE || j->kind == JOB_LAST_SEQ) {
+            j->u.upd.by = NULL;
+            presence += j->kind == JOB_PRESENCE;
+            seq += j->kind == JOB_LAST_SEQ;
         }
     }
+    if (presence > 1)
+        collapse(st, batch, JOB_PRESENCE, presence);
+    if (seq > 1)
+        collapse(st, batch, JOB_LAST_SEQ, seq);
 }
 
 /* Runs one job's statements; returns its result. */
@@ -207,14 +286,30 @@ static int run_job(store_t *st, job_t *j)
         return store_sqlite_device_set_secret(c, j->u.secret.key, j->u.secret.salt,
                                               j->u.secret.hash);
     case JOB_PRESENCE:
-        if (j->u.presence.by)
+        if (j->u.upd.by)
             return 0;
-        return store_sqlite_device_set_presence(c, j->u.presence.key, j->u.presence.online,
-                                                j->u.presence.last_seen);
+        return store_sqlite_device_set_presence(c, j->u.upd.key, j->u.upd.online,
+                                                j->u.upd.last_seen);
+    case JOB_LAST_SEQ:
+        if (j->u.upd.by)
+            return 0;
+        return store_sqlite_device_set_last_seq(c, j->u.upd.key, j->u.upd.seq);
     case JOB_TELEMETRY:
         return store_sqlite_telemetry_append(c, j->u.tel.pts, j->u.tel.n);
     case JOB_TOKEN_INSERT:
         return store_sqlite_token_insert(c, &j->u.token.t, j->u.token.hash);
+    case JOB_TWIN_PUT:
+        return store_sqlite_twin_put(c, j->u.twin.key, &j->u.twin.t);
+    case JOB_COMMAND_INSERT:
+        return store_sqlite_command_insert(c, j->u.cmds.v, j->u.cmds.n);
+    case JOB_COMMAND_UPDATE:
+        return store_sqlite_command_update(c, j->u.cmd_update.id, j->u.cmd_update.status,
+                                           j->u.cmd_update.result, j->u.cmd_update.sent_at,
+                                           j->u.cmd_update.finished_at);
+    case JOB_JOB_PUT:
+        return store_sqlite_job_put(c, &j->u.job);
+    case JOB_JOB_ITEMS_PUT:
+        return store_sqlite_job_items_put(c, j->u.items.job, j->u.items.v, j->u.items.n);
     case JOB_NONE:
         break;
     }
@@ -226,7 +321,18 @@ static int run_job(store_t *st, job_t *j)
  * those run bare first (see run_batch). */
 static bool needs_savepoint(const job_t *j, bool careful)
 {
-    return j->kind == JOB_DEVICE_DELETE || (careful && j->kind == JOB_TELEMETRY);
+    switch (j->kind) {
+    case JOB_DEVICE_DELETE:
+        return true;
+    case JOB_TELEMETRY:
+        return careful;
+    case JOB_COMMAND_INSERT:
+        return j->u.cmds.n > 1;
+    case JOB_JOB_ITEMS_PUT:
+        return j->u.items.n > 1;
+    default:
+        return false;
+    }
 }
 
 static void fail_batch(job_t *batch, int err)
@@ -297,7 +403,7 @@ static void run_batch(store_t *st, job_t *batch)
         work = j->kind != JOB_NONE;
     if (!work)
         return;
-    collapse_presence(st, batch);
+    collapse_updates(st, batch);
     int err = try_batch(st, batch, false);
     if (err == -EAGAIN)
         err = try_batch(st, batch, true);
@@ -305,22 +411,34 @@ static void run_batch(store_t *st, job_t *batch)
         fail_batch(batch, err == -EAGAIN ? -EIO : err);
         return;
     }
-    /* An overridden presence update shares the fate of the one written. */
+    /* An overridden update shares the fate of the one written. */
     for (job_t *j = batch; j; j = j->next) {
-        if (j->kind != JOB_PRESENCE || !j->u.presence.by)
+        if ((j->kind != JOB_PRESENCE && j->kind != JOB_LAST_SEQ) || !j->u.upd.by)
             continue;
-        j->rc = j->u.presence.by->rc;
+        j->rc = j->u.upd.by->rc;
     }
 }
 
-/* Detaches up to BATCH_MAX jobs from the queue head; caller holds st->mu. */
+static bool job_light(const job_t *j)
+{
+    return j->kind == JOB_PRESENCE || j->kind == JOB_LAST_SEQ;
+}
+
+/* Detaches jobs from the queue head: up to BATCH_MAX that are not light,
+ * and JOBS_MAX in all; caller holds st->mu. */
 static job_t *take_batch(store_t *st)
 {
     job_t *head = st->q_head, *last = head;
     if (!head)
         return NULL;
-    for (size_t n = 1; n < BATCH_MAX && last->next; n++)
+    size_t heavy = !job_light(head);
+    for (size_t n = 1; n < JOBS_MAX && last->next; n++) {
+        bool light = job_light(last->next);
+        if (!light && heavy == BATCH_MAX)
+            break;
+        heavy += !light;
         last = last->next;
+    }
     st->q_head = last->next;
     if (!st->q_head)
         st->q_tail = NULL;
@@ -597,9 +715,9 @@ void store_device_set_presence(store_t *st, int64_t key, bool online, int64_t la
     job_t *j = job_new(sizeof(job_t), JOB_PRESENCE, done, arg);
     if (!j)
         return;
-    j->u.presence.key = key;
-    j->u.presence.online = online;
-    j->u.presence.last_seen = last_seen;
+    j->u.upd.key = key;
+    j->u.upd.online = online;
+    j->u.upd.last_seen = last_seen;
     submit(st, j);
 }
 
@@ -680,6 +798,196 @@ void store_token_insert(store_t *st, const store_token_t *t, const uint8_t hash[
     submit(st, j);
 }
 
+void store_device_set_last_seq(store_t *st, int64_t key, int64_t seq, store_done_fn done, void *arg)
+{
+    assert(st);
+    job_t *j = job_new(sizeof(job_t), JOB_LAST_SEQ, done, arg);
+    if (!j)
+        return;
+    j->u.upd.key = key;
+    j->u.upd.seq = seq;
+    submit(st, j);
+}
+
+/* True if s is a string of fewer than cap bytes (so it fits a char[cap]
+ * with its terminator), and not empty when required. Fixed arrays that a
+ * caller filled to the brim are refused rather than cut: a cut id could
+ * name another row. */
+static bool text_fits(const char *s, size_t cap, bool nonempty)
+{
+    if (!s)
+        return false;
+    size_t len = strnlen(s, cap);
+    return len < cap && (len > 0 || !nonempty);
+}
+
+/* Copies len bytes of s (its terminator included) to *text and advances it. */
+static char *put_text(char **text, const char *s, size_t len)
+{
+    char *p = memcpy(*text, s, len);
+    *text += len;
+    return p;
+}
+
+void store_twin_put(store_t *st, int64_t device_key, const store_twin_t *t, store_done_fn done,
+                    void *arg)
+{
+    assert(st && t);
+    const char *desired = t->desired ? t->desired : "{}";
+    const char *reported = t->reported ? t->reported : "{}";
+    size_t dlen = strlen(desired) + 1, rlen = strlen(reported) + 1, bytes = sizeof(job_t);
+    if (!size_add(&bytes, dlen) || !size_add(&bytes, rlen)) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_TWIN_PUT, done, arg);
+    if (!j)
+        return;
+    char *text = (char *)(j + 1);
+    j->u.twin.key = device_key;
+    j->u.twin.t = *t;
+    j->u.twin.t.desired = put_text(&text, desired, dlen);
+    j->u.twin.t.reported = put_text(&text, reported, rlen);
+    submit(st, j);
+}
+
+void store_command_insert(store_t *st, const store_command_t *cmds, size_t n, store_done_fn done,
+                          void *arg)
+{
+    assert(st);
+    /* One allocation: [job_t][n x store_command_t][params and result text]. */
+    size_t bytes = sizeof(job_t);
+    bool ok = n == 0 || (cmds && n <= (SIZE_MAX - bytes) / sizeof(store_command_t));
+    if (ok)
+        bytes += n * sizeof(store_command_t);
+    for (size_t i = 0; ok && i < n; i++) {
+        const store_command_t *c = &cmds[i];
+        ok = text_fits(c->id, sizeof(c->id), true) && text_fits(c->name, sizeof(c->name), true) &&
+             text_fits(c->status, sizeof(c->status), true) &&
+             text_fits(c->job, sizeof(c->job), false);
+        ok = ok && size_add(&bytes, strlen(c->params ? c->params : "{}") + 1);
+        if (ok && c->result)
+            ok = size_add(&bytes, strlen(c->result) + 1);
+    }
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    if (n == 0) {
+        submit_result(st, 0, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_COMMAND_INSERT, done, arg);
+    if (!j)
+        return;
+    store_command_t *dst = (store_command_t *)(j + 1);
+    char *text = (char *)(dst + n);
+    for (size_t i = 0; i < n; i++) {
+        const char *params = cmds[i].params ? cmds[i].params : "{}";
+        dst[i] = cmds[i];
+        dst[i].device_id[0] = '\0';
+        dst[i].params = put_text(&text, params, strlen(params) + 1);
+        if (cmds[i].result)
+            dst[i].result = put_text(&text, cmds[i].result, strlen(cmds[i].result) + 1);
+    }
+    j->u.cmds.v = dst;
+    j->u.cmds.n = n;
+    submit(st, j);
+}
+
+void store_command_update(store_t *st, const char *id, const char *status, const char *result,
+                          int64_t sent_at, int64_t finished_at, store_done_fn done, void *arg)
+{
+    assert(st);
+    size_t bytes = sizeof(job_t);
+    bool ok = text_fits(id, FIELD_SIZE(store_command_t, id), true) &&
+              text_fits(status, FIELD_SIZE(store_command_t, status), true);
+    size_t ilen = 0, slen = 0, rlen = 0;
+    if (ok) {
+        ilen = strlen(id) + 1;
+        slen = strlen(status) + 1;
+        rlen = result ? strlen(result) + 1 : 0;
+        ok = size_add(&bytes, ilen + slen) && size_add(&bytes, rlen);
+    }
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_COMMAND_UPDATE, done, arg);
+    if (!j)
+        return;
+    char *text = (char *)(j + 1);
+    j->u.cmd_update.id = put_text(&text, id, ilen);
+    j->u.cmd_update.status = put_text(&text, status, slen);
+    j->u.cmd_update.result = result ? put_text(&text, result, rlen) : NULL;
+    j->u.cmd_update.sent_at = sent_at;
+    j->u.cmd_update.finished_at = finished_at;
+    submit(st, j);
+}
+
+void store_job_put(store_t *st, const store_job_t *jb, store_done_fn done, void *arg)
+{
+    assert(st && jb);
+    const char *spec = jb->spec ? jb->spec : "{}";
+    size_t len = strlen(spec) + 1, bytes = sizeof(job_t);
+    bool ok = text_fits(jb->id, sizeof(jb->id), true) &&
+              text_fits(jb->kind, sizeof(jb->kind), true) &&
+              text_fits(jb->status, sizeof(jb->status), true) && size_add(&bytes, len);
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_JOB_PUT, done, arg);
+    if (!j)
+        return;
+    char *text = (char *)(j + 1);
+    j->u.job = *jb;
+    j->u.job.spec = put_text(&text, spec, len);
+    submit(st, j);
+}
+
+void store_job_items_put(store_t *st, const char *job, const store_job_item_t *items, size_t n,
+                         store_done_fn done, void *arg)
+{
+    assert(st);
+    /* One allocation: [job_t][n x store_job_item_t][job id][detail text]. */
+    size_t bytes = sizeof(job_t);
+    bool ok = text_fits(job, FIELD_SIZE(store_job_t, id), true) &&
+              (n == 0 || (items && n <= (SIZE_MAX - bytes) / sizeof(store_job_item_t)));
+    if (ok) {
+        bytes += n * sizeof(store_job_item_t);
+        ok = size_add(&bytes, strlen(job) + 1);
+    }
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = text_fits(items[i].status, sizeof(items[i].status), true);
+        if (ok && items[i].detail)
+            ok = size_add(&bytes, strlen(items[i].detail) + 1);
+    }
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    if (n == 0) {
+        submit_result(st, 0, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_JOB_ITEMS_PUT, done, arg);
+    if (!j)
+        return;
+    store_job_item_t *dst = (store_job_item_t *)(j + 1);
+    char *text = (char *)(dst + n);
+    j->u.items.job = put_text(&text, job, strlen(job) + 1);
+    for (size_t i = 0; i < n; i++) {
+        dst[i] = items[i];
+        dst[i].device_id[0] = '\0';
+        if (items[i].detail)
+            dst[i].detail = put_text(&text, items[i].detail, strlen(items[i].detail) + 1);
+    }
+    j->u.items.v = dst;
+    j->u.items.n = n;
+    submit(st, j);
+}
+
 /* ---- Reads -------------------------------------------------------------- */
 
 int store_device_foreach(store_t *st, int (*fn)(void *arg, const store_device_t *d), void *arg)
@@ -737,4 +1045,60 @@ int store_token_count(store_t *st, int64_t *out)
 {
     assert(st && out);
     return store_sqlite_token_count(&st->rd, out);
+}
+
+int store_twin_get(store_t *st, int64_t device_key, store_twin_t *out)
+{
+    assert(st && out);
+    return store_sqlite_twin_get(&st->rd, device_key, out);
+}
+
+int store_command_get(store_t *st, const char *id, store_command_t *out)
+{
+    assert(st && out);
+    if (!id)
+        return -EINVAL;
+    return store_sqlite_command_get(&st->rd, id, out);
+}
+
+int store_command_list(store_t *st, int64_t device_key, int64_t before_ts, const char *before_id,
+                       int limit, int (*fn)(void *arg, const store_command_t *c), void *arg)
+{
+    assert(st && fn);
+    if (limit <= 0)
+        return -EINVAL;
+    return store_sqlite_command_list(&st->rd, device_key, before_ts, before_id, limit, fn, arg);
+}
+
+int store_command_foreach_open(store_t *st, int (*fn)(void *arg, const store_command_t *c),
+                               void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_command_foreach_open(&st->rd, fn, arg);
+}
+
+int store_command_list_job(store_t *st, const char *job, const char *after_id, int limit,
+                           int (*fn)(void *arg, const store_command_t *c), void *arg)
+{
+    assert(st && fn);
+    if (!job || limit <= 0)
+        return -EINVAL;
+    return store_sqlite_command_list_job(&st->rd, job, after_id, limit, fn, arg);
+}
+
+int store_job_get(store_t *st, const char *id, store_job_t *out)
+{
+    assert(st && out);
+    if (!id)
+        return -EINVAL;
+    return store_sqlite_job_get(&st->rd, id, out);
+}
+
+int store_job_items_list(store_t *st, const char *job, const char *after_id, int limit,
+                         int (*fn)(void *arg, const store_job_item_t *it), void *arg)
+{
+    assert(st && fn);
+    if (!job || limit <= 0)
+        return -EINVAL;
+    return store_sqlite_job_items_list(&st->rd, job, after_id, limit, fn, arg);
 }
