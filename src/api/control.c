@@ -302,16 +302,12 @@ done:
     evhttp_clear_headers(&q);
 }
 
-/* A long poll: the waiter answers when the command ends or time is up. */
-typedef struct waitreq {
-    api_pending_t *p;
-    commands_waiter_t *w;
-} waitreq_t;
-
+/* A long poll: the waiter answers when the command ends or time is up. A
+ * client that leaves early is noticed when the answer finds p->req NULL;
+ * the waiter's timer bounds how long it lives. */
 static void wait_answer(void *arg, int rc, const store_command_t *cmd)
 {
-    waitreq_t *wr = arg;
-    api_pending_t *p = wr->p;
+    api_pending_t *p = arg;
     if (p->req != NULL) {
         if (cmd != NULL && (rc == 0 || rc == -ETIMEDOUT))
             api_reply_json(p->api, p->req, 200, commands_json(cmd));
@@ -321,7 +317,6 @@ static void wait_answer(void *arg, int rc, const store_command_t *cmd)
             api_reply_errno(p->api, p->req, rc, "reading the command");
     }
     api_pending_free(p);
-    free(wr);
 }
 
 void api_commands_get(api_req_t *r)
@@ -345,18 +340,13 @@ void api_commands_get(api_req_t *r)
             store_command_fini(&cmd);
         goto done;
     }
-    waitreq_t *wr = calloc(1, sizeof(*wr));
-    api_pending_t *p = wr ? api_pending_new(r) : NULL;
+    api_pending_t *p = api_pending_new(r);
     if (p == NULL) {
-        free(wr);
         api_reply_error(r->api, r->req, 500, "internal", "out of memory");
         goto done;
     }
-    wr->p = p;
-    /* The waiter may answer before this returns (already ended). A client
-     * that leaves early is noticed when the answer finds p->req NULL; the
-     * timer bounds how long the waiter lives. */
-    wr->w = commands_wait(r->api->deps.commands, r->id, wait * 1000, wait_answer, wr);
+    /* May answer before it returns (the command has already ended). */
+    commands_wait(r->api->deps.commands, r->id, wait * 1000, wait_answer, p);
 done:
     evhttp_clear_headers(&q);
 }

@@ -388,9 +388,9 @@ int jobs_start_command(jobs_t *j, const json_t *target, const commands_spec_t *s
     rc = resolve(j, target, &l, err, errlen);
     if (rc < 0)
         return rc;
-    json_t *specj = json_pack("{s:O, s:s, s:O, s:I}", "target", target, "name", spec->name,
-                              "params", spec->params ? spec->params : json_object(), "timeout_s",
-                              (json_int_t)spec->timeout_s);
+    json_t *params = spec->params ? json_incref((json_t *)spec->params) : json_object();
+    json_t *specj = json_pack("{s:O, s:s, s:o, s:I}", "target", target, "name", spec->name,
+                              "params", params, "timeout_s", (json_int_t)spec->timeout_s);
     jobrec_t *r = specj ? rec_new(j, "command", specj, l.n) : NULL;
     json_decref(specj);
     const char **ids = r ? malloc(l.n * sizeof(*ids)) : NULL;
