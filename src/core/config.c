@@ -25,6 +25,14 @@ void config_defaults(config_t *c)
     c->max_keepalive = 0;
     c->connect_timeout = 10;
     c->session_expiry_max = 7 * 24 * 3600;
+    c->receive_maximum = 64;
+    c->topic_alias_max = 16;
+    c->max_queued_bytes = 4 * 1024 * 1024;
+    c->max_retained = 100000;
+    c->publish_rate = 0;
+    c->publish_burst = 1000;
+    c->takeover_limit = 30;
+    c->allow_anonymous = 0;
     c->max_body = 1024 * 1024;
     c->max_telemetry_points = 4096;
     c->presence_flush_ms = 5000;
@@ -71,6 +79,15 @@ static const struct key keys[] = {
     U32(max_keepalive, 0, 65535),
     U32(connect_timeout, 1, 3600),
     U32(session_expiry_max, 0, 4294967295u),
+    U32(receive_maximum, 1, 65535),
+    U32(topic_alias_max, 0, 65535),
+    U32(max_queued_bytes, 1024, 4294967295u),
+    U32(max_retained, 0, 100000000),
+    U32(publish_rate, 0, 10000000),
+    U32(publish_burst, 1, 10000000),
+    U32(takeover_limit, 0, 1000000),
+    U32(allow_anonymous, 0, 1),
+    STR(deny_subscribe),
     U32(max_body, 1024, 1024 * 1024 * 1024),
     U32(max_telemetry_points, 1, 1000000),
     U32(presence_flush_ms, 100, 3600000),
@@ -102,7 +119,13 @@ int config_set(config_t *c, const char *key, const char *value)
             return 0;
         }
         int64_t v;
-        if (util_parse_i64(value, &v) < 0 || v < k->min || v > k->max)
+        if (k->max == 1 &&
+            (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0))
+            v = 1;
+        else if (k->max == 1 && (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                                 strcmp(value, "off") == 0))
+            v = 0;
+        else if (util_parse_i64(value, &v) < 0 || v < k->min || v > k->max)
             return -EINVAL;
         *(uint32_t *)((char *)c + k->off) = (uint32_t)v;
         return 0;

@@ -27,6 +27,15 @@ typedef struct config {
     uint32_t max_keepalive;      /* seconds; 0 = accept what the client asks */
     uint32_t connect_timeout;    /* seconds to wait for CONNECT after accept */
     uint32_t session_expiry_max; /* seconds an offline persistent session is kept */
+    uint32_t receive_maximum;    /* inbound QoS 1/2 publishes awaiting their ack */
+    uint32_t topic_alias_max;    /* aliases a client may set (0 = none) */
+    uint32_t max_queued_bytes;   /* payload bytes queued per session */
+    uint32_t max_retained;       /* retained messages held */
+    uint32_t publish_rate;       /* per-connection PUBLISH quota, msgs/s (0 = none) */
+    uint32_t publish_burst;      /* ... and the burst above it */
+    uint32_t takeover_limit;     /* takeovers of one client id per minute before a ban */
+    uint32_t allow_anonymous;    /* 1: clients without credentials may connect */
+    char deny_subscribe[1024];   /* comma-separated filters nobody may subscribe to */
 
     /* HTTP */
     uint32_t max_body; /* bytes of a request body */
@@ -38,13 +47,13 @@ typedef struct config {
     uint32_t presence_flush_ms; /* how often dirty last_seen values are written */
 
     /* Twin and commands */
-    uint32_t max_twin_bytes;      /* serialized size of desired or reported */
-    uint32_t max_twin_depth;      /* nesting depth of a twin document */
-    uint32_t max_command_bytes;   /* serialized params, and a result's output */
-    uint32_t command_timeout_s;   /* default when a command names none */
+    uint32_t max_twin_bytes;    /* serialized size of desired or reported */
+    uint32_t max_twin_depth;    /* nesting depth of a twin document */
+    uint32_t max_command_bytes; /* serialized params, and a result's output */
+    uint32_t command_timeout_s; /* default when a command names none */
     uint32_t max_command_timeout_s;
-    uint32_t max_open_commands;   /* queued or sent, per device */
-    uint32_t max_bulk_devices;    /* targets of one bulk job */
+    uint32_t max_open_commands; /* queued or sent, per device */
+    uint32_t max_bulk_devices;  /* targets of one bulk job */
 } config_t;
 
 void config_defaults(config_t *c);

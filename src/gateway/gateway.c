@@ -53,6 +53,26 @@ static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant
     const char *pw = (const char *)a->password;
     size_t pwl = a->password_len;
 
+    char cid[DROVER_ID_MAX + 1] = "";
+    bool is_device_id = false;
+    if (a->client_id_len <= DROVER_ID_MAX) {
+        memcpy(cid, a->client_id, a->client_id_len);
+        cid[a->client_id_len] = '\0';
+        is_device_id = registry_find(gw->registry, cid) != NULL;
+    }
+    bool token = pwl == TOKENS_LEN && memcmp(pw, TOKENS_PREFIX, strlen(TOKENS_PREFIX)) == 0;
+
+    /* Anonymous applications, only when configured: anything outside
+     * devices/, never a device's client id. */
+    if (gw->cfg->allow_anonymous && !token && !is_device_id) {
+        gw_client_t *cl = calloc(1, sizeof(*cl));
+        if (cl == NULL)
+            return MQTT_RC_SERVER_UNAVAILABLE;
+        grant->user = cl;
+        snprintf(grant->deny_prefix, sizeof(grant->deny_prefix), "devices/");
+        return 0;
+    }
+
     if (!a->has_password || pwl == 0) {
         gw->auth_failures++;
         log_info("mqtt %s: refused '%.*s': no password", a->peer, (int)a->client_id_len,
@@ -61,7 +81,7 @@ static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant
     }
 
     /* An application: any username, an API token as the password. */
-    if (pwl == TOKENS_LEN && memcmp(pw, TOKENS_PREFIX, strlen(TOKENS_PREFIX)) == 0) {
+    if (token) {
         char tok[TOKENS_LEN + 1];
         memcpy(tok, pw, pwl);
         tok[pwl] = '\0';
@@ -73,14 +93,9 @@ static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant
             return MQTT_RC_BAD_USER_OR_PASSWORD;
         }
         /* An application must not take over a device's session. */
-        char cid[DROVER_ID_MAX + 1];
-        if (a->client_id_len <= DROVER_ID_MAX) {
-            memcpy(cid, a->client_id, a->client_id_len);
-            cid[a->client_id_len] = '\0';
-            if (registry_find(gw->registry, cid) != NULL) {
-                log_info("mqtt %s: refused application using device id '%s'", a->peer, cid);
-                return MQTT_RC_CLIENT_ID_INVALID;
-            }
+        if (is_device_id) {
+            log_info("mqtt %s: refused application using device id '%s'", a->peer, cid);
+            return MQTT_RC_CLIENT_ID_INVALID;
         }
         gw_client_t *cl = calloc(1, sizeof(*cl));
         if (cl == NULL)

@@ -89,6 +89,9 @@ void conn_send(conn_t *c, const uint8_t *data, size_t len)
 
 bool conn_acl_ok(const conn_t *c, const char *topic, size_t len)
 {
+    if (c->deny_prefix != NULL && len >= c->deny_prefix_len &&
+        memcmp(topic, c->deny_prefix, c->deny_prefix_len) == 0)
+        return false;
     if (c->acl_prefix == NULL)
         return true;
     return len > c->acl_prefix_len && memcmp(topic, c->acl_prefix, c->acl_prefix_len) == 0;
@@ -96,7 +99,18 @@ bool conn_acl_ok(const conn_t *c, const char *topic, size_t len)
 
 static void conn_free(conn_t *c)
 {
+    if (c->aliases_in) {
+        for (uint32_t i = 0; i <= c->broker_alias_max; i++)
+            free(c->aliases_in[i]);
+        free(c->aliases_in);
+    }
+    for (size_t i = 0; i < c->aliases_out.cap; i++)
+        free((char *)c->aliases_out.slots[i].key);
+    strmap_fini(&c->aliases_out);
+    if (c->throttle_timer)
+        event_free(c->throttle_timer);
     free(c->acl_prefix);
+    free(c->deny_prefix);
     msg_unref(c->will);
     free(c);
 }
@@ -121,15 +135,44 @@ static void close_event(struct bufferevent *bev, short what, void *arg)
     bufferevent_free(bev);
 }
 
-/* Publishes the will of a connection that ended without DISCONNECT. */
-static void fire_will(conn_t *c)
+static void will_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_fire_will(arg);
+}
+
+/* The will of a connection that ended without DISCONNECT: published now,
+ * or, with a Will Delay Interval and a session that outlives the
+ * connection, handed to the session to publish when the delay or the
+ * session ends, whichever comes first ([MQTT-3.1.3-9]). */
+static void fire_will(conn_t *c, session_t *s)
 {
     msg_t *w = c->will;
     c->will = NULL;
     if (w == NULL)
         return;
-    if (!c->clean_disconnect)
-        broker_route(c->broker, w, NULL);
+    if (c->clean_disconnect) {
+        msg_unref(w);
+        return;
+    }
+    if (c->will_delay > 0 && s != NULL && s->persistent && s->expiry_s > 0 &&
+        !c->broker->shutting_down) {
+        uint32_t delay = c->will_delay < s->expiry_s ? c->will_delay : s->expiry_s;
+        msg_unref(s->will);
+        s->will = w;
+        if (s->will_timer == NULL)
+            s->will_timer = evtimer_new(c->broker->base, will_timer_cb, s);
+        if (s->will_timer != NULL) {
+            struct timeval tv = {(time_t)delay, 0};
+            evtimer_add(s->will_timer, &tv);
+            return;
+        }
+        s->will = NULL;
+    }
+    if (w->retain)
+        broker_retain(c->broker, w);
+    broker_route(c->broker, w, NULL);
     msg_unref(w);
 }
 
@@ -173,17 +216,18 @@ void conn_close(conn_t *c, uint8_t reason)
 
     if (was_active) {
         session_t *s = c->session;
+        bool keep = s != NULL && s->persistent && s->expiry_s > 0 && !b->shutting_down;
+        fire_will(c, keep ? s : NULL);
         if (s != NULL) {
             s->conn = NULL;
             c->session = NULL;
-            if (!s->persistent || s->expiry_s == 0 || b->shutting_down)
+            if (!keep)
                 session_discard(s);
             else
                 s->expire_at = s->expiry_s == UINT32_MAX
                                    ? INT64_MAX
                                    : util_now_ms() + (int64_t)s->expiry_s * 1000;
         }
-        fire_will(c);
     }
     /* Every authenticated client hears of its end, even one refused after
      * authentication, so the hook can release what it gave out. */
@@ -191,6 +235,18 @@ void conn_close(conn_t *c, uint8_t reason)
         b->hooks->disconnected(b->hooks_ctx, c->user, c->clean_disconnect);
     c->authed = false;
     conn_unref(c);
+}
+
+/* Reading was paused with packets possibly still in the input buffer: no
+ * new bytes may come to wake the read callback, so run it (deferred, never
+ * from inside a handler) to drain what is there. */
+void conn_resume_read(conn_t *c)
+{
+    if (c->bev == NULL || c->read_paused || c->throttled)
+        return;
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* Failures that say nothing about the message itself. */
@@ -233,9 +289,9 @@ static void flush_acks(conn_t *c)
         free(t);
         conn_unref(c);
     }
-    if (c->read_paused && c->state == CONN_ACTIVE && c->nacks < c->broker->cfg->max_inflight) {
+    if (c->read_paused && c->state == CONN_ACTIVE && c->nacks < c->broker->cfg->receive_maximum) {
         c->read_paused = false;
-        bufferevent_enable(c->bev, EV_READ);
+        conn_resume_read(c);
     }
 }
 
@@ -266,7 +322,7 @@ mqtt_ticket_t *conn_ticket_new(conn_t *c, uint8_t type, uint16_t packet_id)
         c->ack_head = t;
     c->ack_tail = t;
     c->nacks++;
-    if (c->nacks >= c->broker->cfg->max_inflight && !c->read_paused && c->bev) {
+    if (c->nacks >= c->broker->cfg->receive_maximum && !c->read_paused && c->bev) {
         /* Backpressure: stop reading until storage catches up. */
         c->read_paused = true;
         bufferevent_disable(c->bev, EV_READ);
@@ -335,12 +391,52 @@ static void set_read_timeout(conn_t *c)
     bufferevent_set_timeouts(c->bev, &tv, NULL);
 }
 
+static void throttle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_t *c = arg;
+    c->throttled = false;
+    conn_resume_read(c);
+}
+
+/* Takes one token of the connection's PUBLISH quota, or pauses reading
+ * until the bucket has refilled one and returns false. */
+static bool quota_take(conn_t *c)
+{
+    const config_t *cfg = c->broker->cfg;
+    int64_t now = util_mono_us();
+    if (c->tokens_at == 0) {
+        c->tokens = cfg->publish_burst;
+        c->tokens_at = now;
+    }
+    c->tokens += (double)(now - c->tokens_at) * cfg->publish_rate / 1e6;
+    if (c->tokens > cfg->publish_burst)
+        c->tokens = cfg->publish_burst;
+    c->tokens_at = now;
+    if (c->tokens >= 1) {
+        c->tokens -= 1;
+        return true;
+    }
+    if (c->throttle_timer == NULL)
+        c->throttle_timer = evtimer_new(c->broker->base, throttle_cb, c);
+    if (c->throttle_timer == NULL)
+        return true; /* cannot wait: let it through rather than stall */
+    int64_t wait_us = (int64_t)((1 - c->tokens) * 1e6 / cfg->publish_rate) + 1;
+    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
+    c->throttled = true;
+    c->broker->throttled++;
+    bufferevent_disable(c->bev, EV_READ);
+    evtimer_add(c->throttle_timer, &tv);
+    return false;
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     conn_t *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     c->refs++;
-    while (c->state != CONN_CLOSED && !c->read_paused) {
+    while (c->state != CONN_CLOSED && !c->read_paused && !c->throttled) {
         uint8_t hdr[5];
         size_t have = evbuffer_get_length(in);
         if (have < 2)
@@ -373,6 +469,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
             conn_close(c, MQTT_RC_UNSPECIFIED);
             break;
         }
+        if ((first >> 4) == MQTT_PUBLISH && c->broker->cfg->publish_rate > 0 && !quota_take(c))
+            break; /* throttled: resumed by the timer */
         bool was_connecting = c->state == CONN_AWAIT_CONNECT;
         rc = dispatch(c, first, pkt + hlen, remaining);
         evbuffer_drain(in, total);
@@ -497,6 +595,9 @@ int mqtt_broker_new(struct event_base *base, const config_t *cfg, const char *ho
     b->hooks = hooks;
     b->hooks_ctx = hooks_ctx;
     strmap_init(&b->sessions);
+    strmap_init(&b->shared);
+    strmap_init(&b->retained);
+    strmap_init(&b->takeovers);
     int rc = topic_tree_new(&b->tree);
     if (rc < 0)
         goto fail;
@@ -548,6 +649,21 @@ void mqtt_broker_free(mqtt_broker_t *b)
         }
     }
     strmap_fini(&b->sessions);
+    for (size_t i = 0; i < b->shared.cap; i++) {
+        if (b->shared.slots[i].key)
+            shared_free(b->shared.slots[i].val);
+    }
+    strmap_fini(&b->shared);
+    for (size_t i = 0; i < b->retained.cap; i++) {
+        if (b->retained.slots[i].key)
+            msg_unref(b->retained.slots[i].val);
+    }
+    strmap_fini(&b->retained);
+    for (size_t i = 0; i < b->takeovers.cap; i++) {
+        if (b->takeovers.slots[i].key)
+            free(b->takeovers.slots[i].val);
+    }
+    strmap_fini(&b->takeovers);
     topic_tree_free(b->tree);
     free(b);
 }
@@ -556,11 +672,14 @@ int mqtt_broker_publish(mqtt_broker_t *b, const char *topic, const uint8_t *payl
                         uint8_t qos, bool retain)
 {
     size_t tl = strlen(topic);
-    if (!topic_name_valid(topic, tl, 65535, 65535) || qos > 2)
+    /* A topic a client could not decode would make the PUBLISH malformed. */
+    if (!topic_name_valid(topic, tl, 65535, 65535) || !mqtt_codec_utf8_valid(topic, tl) || qos > 2)
         return -EINVAL;
     msg_t *m = msg_new(topic, tl, NULL, 0, payload, len, qos, retain);
     if (m == NULL)
         return -ENOMEM;
+    if (retain)
+        broker_retain(b, m);
     int n = broker_route(b, m, NULL);
     msg_unref(m);
     return n;
@@ -573,6 +692,8 @@ bool mqtt_broker_send(mqtt_broker_t *b, const char *client_id, const char *topic
     if (s == NULL)
         return false;
     size_t tl = strlen(topic);
+    if (!topic_name_valid(topic, tl, 65535, 65535) || !mqtt_codec_utf8_valid(topic, tl) || qos > 2)
+        return false;
     int granted = session_match(s, topic, tl);
     if (granted < 0)
         return false;
@@ -580,7 +701,7 @@ bool mqtt_broker_send(mqtt_broker_t *b, const char *client_id, const char *topic
     if (m == NULL)
         return false;
     uint8_t q = qos < granted ? qos : (uint8_t)granted;
-    bool ok = session_deliver(s, m, q > 1 ? 1 : q);
+    bool ok = session_deliver(s, m, q, false);
     msg_unref(m);
     return ok;
 }
@@ -635,6 +756,9 @@ void mqtt_broker_metrics(const mqtt_broker_t *b, struct evbuffer *buf)
          "Messages dropped (queue full, slow consumer)", s.msgs_dropped},
         {"drover_mqtt_keepalive_timeouts_total", "counter", "Connections closed by keepalive",
          s.keepalive_timeouts},
+        {"drover_mqtt_retained", "gauge", "Retained messages held", b->retained.count},
+        {"drover_mqtt_throttled_total", "counter", "Times a client hit its publish quota",
+         b->throttled},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
         evbuffer_add_printf(buf, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", rows[i].name,

@@ -45,6 +45,9 @@ typedef struct mqtt_grant {
     void *user;           /* handed back to every later hook */
     char acl_prefix[128]; /* "" = no restriction; else every topic and
                              filter must start with it */
+    char deny_prefix[64]; /* "" = none; else no topic may start with it:
+                             publishes and literal filters there are refused,
+                             and wildcard subscriptions never deliver from it */
 } mqtt_grant_t;
 
 /* The publish hook's answers. */

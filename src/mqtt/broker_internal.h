@@ -45,7 +45,9 @@ msg_t *msg_new(const char *topic, size_t topic_len, const uint8_t *props, size_t
                const uint8_t *payload, size_t payload_len, uint8_t qos, bool retain);
 void msg_unref(msg_t *m);
 /* A message whose v5 properties are copied from a validated block minus
- * those that must not be forwarded (will delay, topic alias, sub id). */
+ * those that are per hop (will delay, topic alias, subscription id,
+ * message expiry: the remaining expiry is written at each send from
+ * expire_at, which this sets from the block's Message Expiry Interval). */
 msg_t *msg_from_props(const char *topic, size_t tlen, const mqtt_bin_t *props,
                       const uint8_t *payload, size_t plen, uint8_t qos, bool retain);
 
@@ -53,23 +55,52 @@ typedef struct outmsg {
     msg_t *msg;
     uint16_t packet_id;
     uint8_t qos;
+    bool retain;   /* the RETAIN flag this delivery carries */
+    uint8_t state; /* OUT_SENT, or OUT_RELEASED (QoS 2: PUBREL sent) */
 } outmsg_t;
+
+enum { OUT_SENT = 0, OUT_RELEASED = 1 };
+
+/* What a topic-tree owner is: a session, or a shared subscription group. */
+enum { OWNER_SESSION = 1, OWNER_SHARED = 2 };
+
+typedef struct session session_t;
+
+/* $share/{group}/{filter}: one tree entry for the group; each message goes
+ * to one member, round robin, online members first. */
+typedef struct shared {
+    int kind;   /* OWNER_SHARED; first, like session_t's */
+    char *name; /* "$share/{group}/{filter}", the map key */
+    size_t name_len;
+    const char *filter; /* points into name */
+    size_t filter_len;
+    struct shared_member {
+        session_t *s;
+        uint8_t opts;
+    } * members;
+    uint32_t n, cap, next;
+    uint64_t match_gen;
+    struct shared *match_next;
+} shared_t;
 
 typedef struct conn conn_t;
 
-typedef struct session {
+struct session {
+    int kind; /* OWNER_SESSION; first, like shared_t's */
     mqtt_broker_t *broker;
     char *client_id;
     size_t client_id_len;
-    conn_t *conn; /* NULL while offline */
+    conn_t *conn;      /* NULL while offline */
+    char *deny_prefix; /* copied from the client's grant; NULL = none */
     bool persistent;
     uint32_t expiry_s; /* after disconnect; UINT32_MAX = never */
     int64_t expire_at; /* ms; while offline */
     /* Subscriptions: filter text and options, mirrored in the tree. */
     struct sub_entry {
-        char *filter;
+        char *filter; /* as subscribed, "$share/g/f" included */
         uint16_t len;
         uint8_t opts;
+        uint32_t sub_id; /* v5 subscription identifier; 0 = none */
     } * subs;
     uint32_t nsubs, subs_cap;
     /* Outgoing QoS 1 messages sent and not yet acknowledged. */
@@ -78,6 +109,10 @@ typedef struct session {
     /* Messages waiting for an inflight slot or for the client to return. */
     outmsg_t *queue; /* ring */
     uint32_t qhead, qlen, qcap;
+    uint64_t queued_bytes; /* payload bytes in queue */
+    /* A will waiting out its Will Delay Interval (MQTT 5). */
+    msg_t *will;
+    struct event *will_timer;
     uint16_t next_packet_id;
     /* Inbound QoS 2 packet ids awaiting PUBREL (de-duplication). */
     uint16_t *qos2_ids;
@@ -85,9 +120,10 @@ typedef struct session {
     /* Routing scratch: de-duplicates a session matched by several filters. */
     uint64_t match_gen;
     uint8_t match_qos;
+    bool match_rap; /* a matching subscription has Retain As Published */
     bool matched;
     struct session *match_next;
-} session_t;
+};
 
 typedef enum {
     CONN_AWAIT_CONNECT,
@@ -119,9 +155,21 @@ struct conn {
     bool authed;
     char *acl_prefix; /* NULL = unrestricted */
     size_t acl_prefix_len;
+    char *deny_prefix; /* NULL = none */
+    size_t deny_prefix_len;
     /* Limits the client announced (v5). */
     uint32_t client_max_packet; /* 0 = no limit */
     uint16_t client_receive_max;
+    uint16_t client_alias_max; /* aliases we may use towards the client */
+    char **aliases_in;         /* [1..broker_alias_max]: the client's aliases */
+    uint32_t broker_alias_max; /* topic_alias_max announced to this client */
+    strmap_t aliases_out;      /* topic -> alias we assigned (keys owned) */
+    uint16_t next_alias_out;
+    /* PUBLISH quota (token bucket), see publish_rate. */
+    double tokens;
+    int64_t tokens_at; /* monotonic us of the last refill */
+    bool throttled;
+    struct event *throttle_timer;
     bool problem_info; /* v5 "request problem information" (default 1) */
     /* Pending acknowledgements (tickets), FIFO. */
     struct mqtt_ticket *ack_head, *ack_tail;
@@ -144,10 +192,21 @@ struct mqtt_broker {
     conn_t *conns;
     uint64_t nconns;
     strmap_t sessions;
+    strmap_t shared;    /* "$share/g/f" -> shared_t */
+    strmap_t retained;  /* topic -> msg_t (retain set) */
+    strmap_t takeovers; /* client id -> struct takeover (abuse limit) */
     topic_tree_t *tree;
     uint64_t match_gen;
     mqtt_stats_t stats;
+    uint64_t throttled; /* times a client hit its publish quota */
     bool shutting_down;
+};
+
+/* Takeovers of one client id in the current minute (takeover_limit). */
+struct takeover {
+    char *id; /* the map key; in the same allocation */
+    int64_t window_start;
+    uint32_t count;
 };
 
 /* broker.c */
@@ -160,6 +219,8 @@ void conn_close(conn_t *c, uint8_t reason);
 void conn_unref(conn_t *c);
 bool conn_acl_ok(const conn_t *c, const char *topic, size_t len);
 size_t conn_outbuf_len(const conn_t *c);
+/* Re-enables reading and drains packets already buffered. */
+void conn_resume_read(conn_t *c);
 /* Appends an acknowledgement owed for packet_id to the FIFO. */
 mqtt_ticket_t *conn_ticket_new(conn_t *c, uint8_t type, uint16_t packet_id);
 /* Sends (or, behind pending tickets, queues) an acknowledgement. */
@@ -171,13 +232,30 @@ session_t *session_new(mqtt_broker_t *b, const char *id, size_t len);
 void session_free(session_t *s);
 /* Removes the session from the broker (tree, map) and frees it. */
 void session_discard(session_t *s);
-int session_subscribe(session_t *s, const char *filter, size_t len, uint8_t opts);
+/* Returns 0 (new), 1 (replaced an existing one), -ENOSPC (over
+ * max_subscriptions), -EINVAL (a malformed $share name), -ENOMEM. */
+int session_subscribe(session_t *s, const char *filter, size_t len, uint8_t opts, uint32_t sub_id);
 int session_unsubscribe(session_t *s, const char *filter, size_t len);
 /* Sends inflight (DUP) and queued messages to the freshly attached conn. */
 void session_resume(session_t *s);
-/* Offers a message to a session at the given QoS. Returns false if it was
- * dropped (offline at QoS 0, queue full, stalled reader, no memory). */
-bool session_deliver(session_t *s, msg_t *m, uint8_t qos);
+/* Offers a message to a session at the given QoS with the given RETAIN
+ * flag. Returns false if it was dropped (offline at QoS 0, queue full,
+ * stalled reader, expired, no memory). */
+bool session_deliver(session_t *s, msg_t *m, uint8_t qos, bool retain);
+/* PUBREC / PUBCOMP from the client for an outgoing QoS 2 message. */
+int session_pubrec(session_t *s, uint16_t packet_id);
+int session_pubcomp(session_t *s, uint16_t packet_id);
+/* Drops an outgoing message the client refused (PUBREC >= 0x80). */
+int session_forget(session_t *s, uint16_t packet_id);
+/* Sends the retained messages matching filter (after a SUBSCRIBE). */
+void session_send_retained(session_t *s, const char *filter, size_t len, uint8_t opts);
+/* Stores or clears (empty payload) the retained message of m's topic. */
+void broker_retain(mqtt_broker_t *b, msg_t *m);
+/* Publishes and drops a will that waited for its delay. */
+void session_fire_will(session_t *s);
+void shared_free(shared_t *g);
+/* False when the session's deny prefix covers topic. */
+bool session_may_see(const session_t *s, const char *topic, size_t len);
 /* The highest QoS of the session's subscriptions matching topic, or -1. */
 int session_match(const session_t *s, const char *topic, size_t len);
 /* PUBACK from the client. Returns 0 or -ENOENT. */

@@ -48,9 +48,10 @@ static int refuse(conn_t *c, uint8_t version, uint8_t reason)
     return reason;
 }
 
-/* Copies a validated v5 property block without the properties that must
- * not be forwarded in PUBLISH (will delay, topic alias). */
-static size_t strip_props(const uint8_t *raw, size_t len, uint8_t *out)
+/* Copies a validated v5 property block without the per-hop properties
+ * (will delay, topic alias, subscription id, message expiry); the Message
+ * Expiry Interval, if any, goes to *expiry (else stays as it was). */
+static size_t strip_props(const uint8_t *raw, size_t len, uint8_t *out, uint32_t *expiry)
 {
     size_t i = 0, o = 0;
     while (i < len) {
@@ -97,6 +98,11 @@ static size_t strip_props(const uint8_t *raw, size_t len, uint8_t *out)
             break;
         }
         i += vl;
+        if (id == MQTT_PROP_MESSAGE_EXPIRY) {
+            const uint8_t *v = raw + start + 1;
+            *expiry = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+            continue;
+        }
         if (id == MQTT_PROP_WILL_DELAY || id == MQTT_PROP_TOPIC_ALIAS ||
             id == MQTT_PROP_SUBSCRIPTION_ID)
             continue;
@@ -111,15 +117,47 @@ msg_t *msg_from_props(const char *topic, size_t tlen, const mqtt_bin_t *props,
 {
     uint8_t *tmp = NULL;
     size_t n = 0;
+    uint32_t expiry = UINT32_MAX;
     if (props != NULL && props->len > 0) {
         tmp = malloc(props->len);
         if (tmp == NULL)
             return NULL;
-        n = strip_props(props->p, props->len, tmp);
+        n = strip_props(props->p, props->len, tmp, &expiry);
     }
     msg_t *m = msg_new(topic, tlen, tmp, n, payload, plen, qos, retain);
     free(tmp);
+    if (m != NULL && expiry != UINT32_MAX)
+        m->expire_at = util_now_ms() + (int64_t)expiry * 1000;
     return m;
+}
+
+/* One client id taking its own session over again and again (two clients
+ * fighting over an id, or an attack) is refused for a minute once it has
+ * done so takeover_limit times in a minute. */
+static bool takeover_banned(mqtt_broker_t *b, const char *id, size_t len)
+{
+    uint32_t limit = b->cfg->takeover_limit;
+    if (limit == 0)
+        return false;
+    int64_t now = util_now_ms();
+    struct takeover *t = strmap_get(&b->takeovers, id, len);
+    if (t == NULL) {
+        t = calloc(1, sizeof(*t) + len + 1);
+        if (t == NULL)
+            return false;
+        t->id = (char *)(t + 1);
+        memcpy(t->id, id, len);
+        if (strmap_put(&b->takeovers, t->id, len, t) < 0) {
+            free(t);
+            return false;
+        }
+        t->window_start = now;
+    }
+    if (now - t->window_start > 60000) {
+        t->window_start = now;
+        t->count = 0;
+    }
+    return ++t->count > limit;
 }
 
 int handle_connect(conn_t *c, const uint8_t *body, size_t len)
@@ -191,6 +229,12 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
             return refuse(c, ck.version, MQTT_RC_SERVER_UNAVAILABLE);
         c->acl_prefix_len = strlen(grant.acl_prefix);
     }
+    if (grant.deny_prefix[0] != '\0') {
+        c->deny_prefix = strdup(grant.deny_prefix);
+        if (c->deny_prefix == NULL)
+            return refuse(c, ck.version, MQTT_RC_SERVER_UNAVAILABLE);
+        c->deny_prefix_len = strlen(grant.deny_prefix);
+    }
     if (ck.will && !conn_acl_ok(c, ck.will_topic.p, ck.will_topic.len)) {
         b->stats.acl_denied++;
         log_warn("mqtt %s: will topic outside the client's namespace refused", c->peer);
@@ -210,6 +254,8 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
         c->client_receive_max =
             mqtt_props_has(&ck.props, MQTT_PROP_RECEIVE_MAXIMUM) ? ck.props.receive_max : 65535;
         c->client_max_packet = ck.props.max_packet_size;
+        c->client_alias_max = ck.props.topic_alias_max;
+        c->broker_alias_max = cfg->topic_alias_max;
         if (mqtt_props_has(&ck.props, MQTT_PROP_REQUEST_PROBLEM_INFO))
             c->problem_info = ck.props.request_problem_info != 0;
     }
@@ -217,6 +263,11 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
     /* Session: take over a live one ([MQTT-3.1.4-2]), resume or start. */
     session_t *s = session_find(b, cid, cid_len);
     if (s != NULL && s->conn != NULL) {
+        if (takeover_banned(b, cid, cid_len)) {
+            log_warn("mqtt %s: client '%.*s' refused: more than %u takeovers in a minute", c->peer,
+                     (int)cid_len, cid, cfg->takeover_limit);
+            return refuse(c, ck.version, MQTT_RC_SERVER_BUSY);
+        }
         conn_t *old = s->conn;
         log_info("mqtt %s: client '%.*s' taken over from %s", c->peer, (int)cid_len, cid,
                  old->peer);
@@ -230,6 +281,13 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
     }
     if (s != NULL) {
         present = true;
+        /* Back before its Will Delay ran out: the will is not sent. */
+        if (s->will != NULL) {
+            msg_unref(s->will);
+            s->will = NULL;
+            if (s->will_timer)
+                evtimer_del(s->will_timer);
+        }
     } else {
         s = session_new(b, cid, cid_len);
         if (s == NULL)
@@ -242,6 +300,12 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
     } else {
         s->persistent = !ck.clean_start;
         s->expiry_s = cfg->session_expiry_max;
+    }
+    free(s->deny_prefix);
+    s->deny_prefix = c->deny_prefix ? strdup(c->deny_prefix) : NULL;
+    if (c->deny_prefix != NULL && s->deny_prefix == NULL) {
+        session_discard(s);
+        return refuse(c, ck.version, MQTT_RC_SERVER_UNAVAILABLE);
     }
     s->conn = c;
     c->session = s;
@@ -265,12 +329,10 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
             mqtt_prop_u16(&props, MQTT_PROP_SERVER_KEEPALIVE, c->keepalive);
         if (s->expiry_s != ck.props.session_expiry)
             mqtt_prop_u32(&props, MQTT_PROP_SESSION_EXPIRY, s->expiry_s);
-        mqtt_prop_u16(&props, MQTT_PROP_RECEIVE_MAXIMUM,
-                      (uint16_t)(cfg->max_inflight > 65535 ? 65535 : cfg->max_inflight));
+        mqtt_prop_u16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)cfg->receive_maximum);
         mqtt_prop_u32(&props, MQTT_PROP_MAXIMUM_PACKET_SIZE, cfg->max_packet_size);
-        mqtt_prop_u8(&props, MQTT_PROP_RETAIN_AVAILABLE, 0);
-        mqtt_prop_u8(&props, MQTT_PROP_SUB_ID_AVAILABLE, 0);
-        mqtt_prop_u8(&props, MQTT_PROP_SHARED_SUB_AVAILABLE, 0);
+        if (cfg->topic_alias_max > 0)
+            mqtt_prop_u16(&props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, (uint16_t)cfg->topic_alias_max);
         n = mqtt_codec_encode_connack(pkt, sizeof(pkt), MQTT_V5, present, 0, &props);
     } else {
         n = mqtt_codec_encode_connack(pkt, sizeof(pkt), MQTT_V311, present, 0, NULL);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/log.h"
 #include "mqtt/broker_internal.h"
@@ -47,6 +48,35 @@ static bool qos2_remove(session_t *s, uint16_t id)
     return false;
 }
 
+/* Topic Alias from the client ([MQTT-3.3.2-7..12]): a topic with an alias
+ * sets it, an empty topic uses it. */
+static int apply_alias(conn_t *c, mqtt_publish_t *p)
+{
+    uint16_t a = p->props.topic_alias;
+    if (a == 0 || a > c->broker_alias_max)
+        return MQTT_RC_TOPIC_ALIAS_INVALID;
+    if (c->aliases_in == NULL) {
+        c->aliases_in = calloc(c->broker_alias_max + 1, sizeof(*c->aliases_in));
+        if (c->aliases_in == NULL)
+            return MQTT_RC_UNSPECIFIED;
+    }
+    if (p->topic.len > 0) {
+        char *t = malloc(p->topic.len + 1);
+        if (t == NULL)
+            return MQTT_RC_UNSPECIFIED;
+        memcpy(t, p->topic.p, p->topic.len);
+        t[p->topic.len] = '\0';
+        free(c->aliases_in[a]);
+        c->aliases_in[a] = t;
+        return 0;
+    }
+    if (c->aliases_in[a] == NULL)
+        return MQTT_RC_PROTOCOL_ERROR; /* an alias never set */
+    p->topic.p = c->aliases_in[a];
+    p->topic.len = (uint16_t)strlen(c->aliases_in[a]);
+    return 0;
+}
+
 int handle_publish(conn_t *c, uint8_t first, const uint8_t *body, size_t len)
 {
     mqtt_broker_t *b = c->broker;
@@ -58,12 +88,13 @@ int handle_publish(conn_t *c, uint8_t first, const uint8_t *body, size_t len)
         return mqtt_reason_from_errno(rc);
     }
     b->stats.msgs_received++;
-    if (c->version == MQTT_V5 && mqtt_props_has(&p.props, MQTT_PROP_TOPIC_ALIAS))
-        return MQTT_RC_TOPIC_ALIAS_INVALID; /* we announce Topic Alias Maximum 0 */
+    if (c->version == MQTT_V5 && mqtt_props_has(&p.props, MQTT_PROP_TOPIC_ALIAS)) {
+        rc = apply_alias(c, &p);
+        if (rc != 0)
+            return rc;
+    }
     if (!topic_name_valid(p.topic.p, p.topic.len, cfg->max_topic_len, cfg->max_topic_depth))
-        return MQTT_RC_TOPIC_NAME_INVALID;
-    if (p.retain && c->version == MQTT_V5)
-        return MQTT_RC_RETAIN_NOT_SUPPORTED; /* announced Retain Available 0 */
+        return p.topic.len == 0 ? MQTT_RC_PROTOCOL_ERROR : MQTT_RC_TOPIC_NAME_INVALID;
 
     uint8_t ack_type = p.qos == 2 ? MQTT_PUBREC : MQTT_PUBACK;
     session_t *s = c->session;
@@ -84,7 +115,7 @@ int handle_publish(conn_t *c, uint8_t first, const uint8_t *body, size_t len)
             conn_ack(c, MQTT_PUBREC, p.packet_id, 0); /* a retransmission */
             return 0;
         }
-        rc = qos2_add(s, p.packet_id, cfg->max_inflight);
+        rc = qos2_add(s, p.packet_id, cfg->receive_maximum);
         if (rc == -ENOSPC)
             return MQTT_RC_RECEIVE_MAX_EXCEEDED;
         if (rc < 0)
@@ -110,6 +141,10 @@ int handle_publish(conn_t *c, uint8_t first, const uint8_t *body, size_t len)
     msg_t *m = msg_from_props(p.topic.p, p.topic.len, c->version == MQTT_V5 ? &p.props.raw : NULL,
                               p.payload, p.payload_len, p.qos, p.retain);
     if (m != NULL) {
+        /* [MQTT-3.3.1-5]: a retained message replaces (or, empty, clears)
+         * the topic's retained message, then goes to subscribers. */
+        if (p.retain)
+            broker_retain(b, m);
         broker_route(b, m, s);
         msg_unref(m);
     } else {
@@ -140,11 +175,17 @@ int handle_puback(conn_t *c, uint8_t type, const uint8_t *body, size_t len)
         return 0;
     }
     case MQTT_PUBREC:
-        /* The server sends no QoS 2 messages yet, so no PUBREC is owed:
-         * answer as the spec asks for an unknown id. */
-        conn_ack(c, MQTT_PUBREL, a.packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
+        /* A PUBREC with an error code ends the flow ([MQTT-4.3.3]); an
+         * unknown id is answered as the spec asks. */
+        if (a.reason >= 0x80) {
+            session_forget(s, a.packet_id);
+        } else if (session_pubrec(s, a.packet_id) < 0) {
+            conn_ack(c, MQTT_PUBREL, a.packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
+        }
         return 0;
     default: /* PUBCOMP */
+        if (session_pubcomp(s, a.packet_id) < 0)
+            log_debug("mqtt %s: PUBCOMP for unknown packet id %u", c->peer, a.packet_id);
         return 0;
     }
 }

@@ -181,7 +181,7 @@ static void test_bad(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
         const struct bad *c = &bad_cases[i];
-        telemetry_batch_t b = {(store_point_t *)0x1, 99, (char *)0x2};
+        telemetry_batch_t b = {(store_point_t *)0x1, (int64_t *)0x3, 99, (char *)0x2};
         char err[160] = "";
         int rc = parse(c->payload, &b, err, sizeof(err));
         if (rc != c->rc || strstr(err, c->reason) == NULL)
