@@ -115,5 +115,29 @@ void api_commands_get(api_req_t *r);
 void api_bulk_commands(api_req_t *r);
 void api_bulk_twin(api_req_t *r);
 void api_jobs_get(api_req_t *r);
+/* operators.c */
+void api_tokens_create(api_req_t *r);
+void api_tokens_list(api_req_t *r);
+void api_tokens_delete(api_req_t *r);
+void api_users_create(api_req_t *r);
+void api_users_list(api_req_t *r);
+void api_users_get(api_req_t *r);
+void api_users_update(api_req_t *r);
+void api_users_delete(api_req_t *r);
+void api_login(api_req_t *r);
+/* audit.c */
+void api_audit_list(api_req_t *r);
+/* pki.c */
+void api_ca_get(api_req_t *r);
+void api_certs_create(api_req_t *r);
+void api_certs_list(api_req_t *r);
+void api_certs_revoke(api_req_t *r);
+void api_devices_revoke(api_req_t *r);
+void api_devices_import(api_req_t *r);
+void api_enrollments_create(api_req_t *r);
+void api_enrollments_list(api_req_t *r);
+void api_enrollments_get(api_req_t *r);
+void api_enrollments_revoke(api_req_t *r);
+void api_provision(api_req_t *r);
 
 #endif

@@ -85,6 +85,30 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "/api/v1/bulk/commands", api_bulk_commands, ROLE_OPERATOR, true},
     {EVHTTP_REQ_POST, "/api/v1/bulk/twin", api_bulk_twin, ROLE_OPERATOR, true},
     {EVHTTP_REQ_GET, "/api/v1/jobs/{id}", api_jobs_get, ROLE_VIEWER, false},
+    /* Operators: API tokens, users, login (operators.c). */
+    {EVHTTP_REQ_POST, "/api/v1/tokens", api_tokens_create, ROLE_ADMIN, true},
+    {EVHTTP_REQ_GET, "/api/v1/tokens", api_tokens_list, ROLE_ADMIN, false},
+    {EVHTTP_REQ_DELETE, "/api/v1/tokens/{id}", api_tokens_delete, ROLE_ADMIN, false},
+    {EVHTTP_REQ_POST, "/api/v1/users", api_users_create, ROLE_ADMIN, true},
+    {EVHTTP_REQ_GET, "/api/v1/users", api_users_list, ROLE_ADMIN, false},
+    {EVHTTP_REQ_GET, "/api/v1/users/{id}", api_users_get, ROLE_ADMIN, false},
+    {EVHTTP_REQ_PATCH, "/api/v1/users/{id}", api_users_update, ROLE_ADMIN, true},
+    {EVHTTP_REQ_DELETE, "/api/v1/users/{id}", api_users_delete, ROLE_ADMIN, false},
+    {EVHTTP_REQ_POST, "/api/v1/login", api_login, ROLE_NONE, true},
+    /* Audit log (audit.c). */
+    {EVHTTP_REQ_GET, "/api/v1/audit", api_audit_list, ROLE_ADMIN, false},
+    /* PKI, provisioning and revocation (pki.c). */
+    {EVHTTP_REQ_GET, "/api/v1/ca", api_ca_get, ROLE_NONE, false},
+    {EVHTTP_REQ_POST, "/api/v1/devices/{id}/certificates", api_certs_create, ROLE_OPERATOR, true},
+    {EVHTTP_REQ_GET, "/api/v1/devices/{id}/certificates", api_certs_list, ROLE_VIEWER, false},
+    {EVHTTP_REQ_POST, "/api/v1/certificates/{id}/revoke", api_certs_revoke, ROLE_OPERATOR, false},
+    {EVHTTP_REQ_POST, "/api/v1/devices/{id}/revoke", api_devices_revoke, ROLE_OPERATOR, false},
+    {EVHTTP_REQ_POST, "/api/v1/devices:import", api_devices_import, ROLE_OPERATOR, false},
+    {EVHTTP_REQ_POST, "/api/v1/enrollments", api_enrollments_create, ROLE_ADMIN, true},
+    {EVHTTP_REQ_GET, "/api/v1/enrollments", api_enrollments_list, ROLE_OPERATOR, false},
+    {EVHTTP_REQ_GET, "/api/v1/enrollments/{id}", api_enrollments_get, ROLE_OPERATOR, false},
+    {EVHTTP_REQ_POST, "/api/v1/enrollments/{id}/revoke", api_enrollments_revoke, ROLE_ADMIN, false},
+    {EVHTTP_REQ_POST, "/api/v1/provision", api_provision, ROLE_NONE, true},
 };
 
 static const char *method_name(enum evhttp_cmd_type m)

@@ -65,7 +65,8 @@ typedef struct store_device {
     bool online;
     int64_t last_seen; /* epoch ms; 0 = never seen */
     int64_t created_at;
-    int64_t last_seq; /* highest telemetry seq stored; -1 = none */
+    int64_t last_seq;   /* highest telemetry seq stored; -1 = none */
+    int64_t revoked_at; /* every credential revoked at (ms); 0 = not revoked */
 } store_device_t;
 
 /* Frees what a store_device_t owns (not the struct itself). NULL-safe. */
@@ -290,5 +291,152 @@ void store_job_items_put(store_t *st, const char *job, const store_job_item_t *i
 /* Items in device id order after after_id (NULL = from the start). */
 int store_job_items_list(store_t *st, const char *job, const char *after_id, int limit,
                          int (*fn)(void *arg, const store_job_item_t *it), void *arg);
+
+/* ==== Security (schema v3) ================================================ */
+
+/* ---- Device revocation and bulk import ---------------------------------- */
+
+/* devices.revoked_at INTEGER NOT NULL DEFAULT 0: when every credential of
+ * the device was revoked (0 = not revoked); store_device_t.revoked_at
+ * carries it on reads. */
+void store_device_revoke(store_t *st, int64_t key, int64_t revoked_at, store_done_fn done,
+                         void *arg);
+
+/* Inserts n devices in one job, all or none (-EEXIST names nothing: the
+ * caller checks ids first; any failure inserts none). Copied. done's value
+ * is the key of the first device; the others follow in order (keys are
+ * assigned consecutively within the job: first + i). */
+void store_device_insert_many(store_t *st, const store_device_t *devs, size_t n, store_done_fn done,
+                              void *arg);
+
+/* ---- API tokens (list, revoke) ------------------------------------------- */
+
+/* Every token, newest first (no secret or hash: there is none to show). */
+int store_token_list(store_t *st, int (*fn)(void *arg, const store_token_t *t), void *arg);
+/* Deletes a token by id. -ENOENT if absent. */
+void store_token_delete(store_t *st, const char *id, store_done_fn done, void *arg);
+int store_token_get(store_t *st, const char *id, store_token_t *out);
+
+/* ---- Operator users ------------------------------------------------------- */
+/*
+ *   users(name TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT
+ *         NULL (an encoded Argon2id or scrypt string), created_at INTEGER
+ *         NOT NULL, disabled INTEGER NOT NULL DEFAULT 0)
+ */
+typedef struct store_user {
+    char name[65];
+    char role[16];
+    char password_hash[256];
+    int64_t created_at;
+    bool disabled;
+} store_user_t;
+
+/* Insert (-EEXIST if the name is taken). */
+void store_user_insert(store_t *st, const store_user_t *u, store_done_fn done, void *arg);
+/* Replace role, password_hash and disabled of an existing user (-ENOENT). */
+void store_user_update(store_t *st, const store_user_t *u, store_done_fn done, void *arg);
+void store_user_delete(store_t *st, const char *name, store_done_fn done, void *arg);
+int store_user_get(store_t *st, const char *name, store_user_t *out);
+int store_user_list(store_t *st, int (*fn)(void *arg, const store_user_t *u), void *arg);
+
+/* ---- Device certificates --------------------------------------------------- */
+/*
+ *   certificates(serial TEXT PRIMARY KEY (hex), device INTEGER NOT NULL,
+ *        not_before INTEGER NOT NULL, not_after INTEGER NOT NULL (epoch ms),
+ *        pem TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER
+ *        NOT NULL DEFAULT 0); indexed by device; deleted with the device.
+ */
+typedef struct store_cert {
+    char serial[80];
+    int64_t device_key;
+    char device_id[DROVER_ID_MAX + 1]; /* filled on reads */
+    int64_t not_before, not_after, created_at, revoked_at;
+    char *pem; /* owned */
+} store_cert_t;
+
+void store_cert_fini(store_cert_t *c);
+void store_cert_insert(store_t *st, const store_cert_t *c, store_done_fn done, void *arg);
+/* Revokes one certificate (by serial) or, with serial NULL, every
+ * certificate of device_key. Sets revoked_at where it is 0. */
+void store_cert_revoke(store_t *st, const char *serial, int64_t device_key, int64_t revoked_at,
+                       store_done_fn done, void *arg);
+int store_cert_get(store_t *st, const char *serial, store_cert_t *out);
+/* A device's certificates, newest first. */
+int store_cert_list(store_t *st, int64_t device_key, int (*fn)(void *arg, const store_cert_t *c),
+                    void *arg);
+/* Every revoked certificate that has not expired yet (start-up: the
+ * revocation set held in memory). */
+int store_cert_foreach_revoked(store_t *st, int64_t now,
+                               int (*fn)(void *arg, const store_cert_t *c), void *arg);
+
+/* ---- Enrollment groups ------------------------------------------------------ */
+/*
+ *   enrollments(id TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash BLOB
+ *        UNIQUE NOT NULL, max_uses INTEGER NOT NULL, uses INTEGER NOT NULL
+ *        DEFAULT 0, expires_at INTEGER NOT NULL (0 = never), revoked_at
+ *        INTEGER NOT NULL DEFAULT 0, tags TEXT NOT NULL (JSON object),
+ *        grp TEXT NOT NULL DEFAULT '', desired TEXT NOT NULL (JSON object),
+ *        created_at INTEGER NOT NULL)
+ */
+typedef struct store_enrollment {
+    char id[40];
+    char name[128];
+    int64_t max_uses, uses, expires_at, revoked_at, created_at;
+    char *tags; /* owned */
+    char grp[65];
+    char *desired; /* owned */
+} store_enrollment_t;
+
+void store_enrollment_fini(store_enrollment_t *e);
+void store_enrollment_insert(store_t *st, const store_enrollment_t *e,
+                             const uint8_t token_hash[CRYPTO_HASH_LEN], store_done_fn done,
+                             void *arg);
+/* Uses one claim: in one transaction, checks the enrollment is usable
+ * (not revoked, not expired at now, uses < max_uses), increments uses and
+ * inserts the device d (copied). rc: 0 (value = the device key), -ENOENT
+ * (no such enrollment), -EKEYEXPIRED (expired), -EKEYREVOKED (revoked),
+ * -EDQUOT (used up), -EEXIST (device id taken). Nothing changes on error. */
+void store_enrollment_claim(store_t *st, const char *enrollment_id, int64_t now,
+                            const store_device_t *d, store_done_fn done, void *arg);
+void store_enrollment_revoke(store_t *st, const char *id, int64_t revoked_at, store_done_fn done,
+                             void *arg);
+int store_enrollment_get(store_t *st, const char *id, store_enrollment_t *out);
+int store_enrollment_find(store_t *st, const uint8_t token_hash[CRYPTO_HASH_LEN],
+                          store_enrollment_t *out);
+int store_enrollment_list(store_t *st, int (*fn)(void *arg, const store_enrollment_t *e),
+                          void *arg);
+
+/* ---- Audit log ----------------------------------------------------------------- */
+/*
+ *   audit(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL,
+ *         action TEXT NOT NULL, object TEXT NOT NULL, outcome TEXT NOT NULL,
+ *         source TEXT NOT NULL, detail TEXT NOT NULL (JSON), prev_hash BLOB
+ *         NOT NULL, hash BLOB NOT NULL); indexes on ts, actor, object.
+ * The chain (prev_hash, hash) is computed by the caller (src/security/
+ * audit.c); the store only keeps rows in seq order and never changes one.
+ */
+typedef struct store_audit {
+    int64_t seq;
+    int64_t ts;
+    char actor[128];
+    char action[64];
+    char object[160];
+    char outcome[32];
+    char source[64];
+    char *detail; /* JSON text; owned on reads */
+    uint8_t prev_hash[CRYPTO_HASH_LEN];
+    uint8_t hash[CRYPTO_HASH_LEN];
+} store_audit_t;
+
+void store_audit_fini(store_audit_t *a);
+/* Appends one entry (copied); a seq that is not last+1 is -EINVAL. */
+void store_audit_append(store_t *st, const store_audit_t *a, store_done_fn done, void *arg);
+/* The newest entry (start-up: where the chain continues). -ENOENT if none. */
+int store_audit_last(store_t *st, store_audit_t *out);
+/* Entries in seq order with seq > after_seq, filtered (NULL/0 = any):
+ * since <= ts < until, actor equal, object equal. Rows are borrowed. */
+int store_audit_list(store_t *st, int64_t after_seq, int64_t since, int64_t until,
+                     const char *actor, const char *object, int limit,
+                     int (*fn)(void *arg, const store_audit_t *a), void *arg);
 
 #endif
