@@ -419,7 +419,18 @@ typedef struct twinop {
     jobrec_t *r;
     int64_t key;
     char id[DROVER_ID_MAX + 1];
+    char status[12];
 } twinop_t;
+
+/* The device's row is durable: only now does the job count it, so a job
+ * that says "done" never shows a device still pending. */
+static void item_written(void *arg, int rc, int64_t value)
+{
+    (void)value;
+    twinop_t *op = arg;
+    job_hook(op->r->jobs, op->r->id, "pending", rc == 0 ? op->status : "failed");
+    free(op);
+}
 
 static void twin_applied(void *arg, int rc, int64_t version)
 {
@@ -430,11 +441,10 @@ static void twin_applied(void *arg, int rc, int64_t version)
     memset(&it, 0, sizeof(it));
     registry_device_t *d = registry_find(r->jobs->reg, op->id);
     it.device_key = d ? d->key : op->key;
-    snprintf(it.status, sizeof(it.status), "%s", rc == 0 ? "applied" : "failed");
+    snprintf(op->status, sizeof(op->status), "%s", rc == 0 ? "applied" : "failed");
+    snprintf(it.status, sizeof(it.status), "%s", op->status);
     it.detail = rc == 0 ? NULL : strerror(-rc);
-    store_job_items_put(r->jobs->st, r->id, &it, 1, NULL, NULL);
-    job_hook(r->jobs, r->id, "pending", it.status);
-    free(op);
+    store_job_items_put(r->jobs->st, r->id, &it, 1, item_written, op);
 }
 
 int jobs_start_twin(jobs_t *j, const json_t *target, const json_t *patch, json_t **out, char *err,
