@@ -38,6 +38,10 @@ typedef struct api_deps {
  * -EINVAL (with the OS reason logged by the caller). */
 int api_new(struct event_base *base, const char *host, int port, const api_deps_t *deps,
             api_t **out);
+/* Serves the same API over HTTPS on host:port with ctx (an SSL_CTX,
+ * borrowed, outliving the api). */
+struct ssl_ctx_st;
+int api_listen_tls(api_t *api, const char *host, int port, struct ssl_ctx_st *ctx);
 void api_free(api_t *api);
 
 #endif

@@ -20,6 +20,8 @@ typedef struct api_pending api_pending_t;
 struct api {
     struct event_base *base;
     struct evhttp *http;
+    struct evhttp *https;       /* NULL unless api_listen_tls */
+    struct ssl_ctx_st *ssl_ctx; /* borrowed */
     api_deps_t deps;
     api_pending_t *pending; /* requests whose reply waits for the store */
     uint64_t requests;

@@ -36,6 +36,8 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <inttypes.h>
@@ -692,6 +694,64 @@ done:
 
 /* ---- Life cycle ------------------------------------------------------------------ */
 
+/* Each HTTPS connection gets an OpenSSL bufferevent in accepting mode. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+    api_t *api = arg;
+    SSL *ssl = SSL_new(api->ssl_ctx);
+    if (ssl == NULL)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* One evhttp server bound to host:port; the same dispatcher serves HTTP and
+ * HTTPS. On failure *rc is set and NULL returned. */
+static struct evhttp *server_new(api_t *api, const char *host, int port, int *rc)
+{
+    struct evhttp *http = evhttp_new(api->base);
+    if (http == NULL) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    size_t max = api->deps.config->max_body;
+    size_t slack = max < 1024 * 1024 ? max : 1024 * 1024;
+    evhttp_set_max_body_size(http, (ev_ssize_t)(max + slack));
+    evhttp_set_max_headers_size(http, MAX_HEADERS_SIZE);
+    evhttp_set_timeout(http, HTTP_TIMEOUT_S);
+    /* Every method reaches the dispatcher, so a wrong one gets our 405. */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(http, dispatch, api);
+    errno = 0;
+    if (evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port) == NULL) {
+        *rc = errno == EADDRINUSE ? -EADDRINUSE : errno == EACCES ? -EACCES : -EINVAL;
+        evhttp_free(http);
+        return NULL;
+    }
+    return http;
+}
+
+int api_listen_tls(api_t *api, const char *host, int port, struct ssl_ctx_st *ctx)
+{
+    int rc;
+    if (api->https != NULL)
+        return -EINVAL;
+    api->ssl_ctx = ctx;
+    api->https = server_new(api, host, port, &rc);
+    if (api->https == NULL)
+        return rc;
+    evhttp_set_bevcb(api->https, tls_bev, api);
+    return 0;
+}
+
 int api_new(struct event_base *base, const char *host, int port, const api_deps_t *deps,
             api_t **out)
 {
@@ -701,28 +761,9 @@ int api_new(struct event_base *base, const char *host, int port, const api_deps_
         return -ENOMEM;
     api->base = base;
     api->deps = *deps;
-    api->http = evhttp_new(base);
-    if (api->http == NULL) {
-        rc = -ENOMEM;
+    api->http = server_new(api, host, port, &rc);
+    if (api->http == NULL)
         goto fail;
-    }
-    size_t max = deps->config->max_body;
-    size_t slack = max < 1024 * 1024 ? max : 1024 * 1024;
-    evhttp_set_max_body_size(api->http, (ev_ssize_t)(max + slack));
-    evhttp_set_max_headers_size(api->http, MAX_HEADERS_SIZE);
-    evhttp_set_timeout(api->http, HTTP_TIMEOUT_S);
-    /* Every method reaches the dispatcher, so a wrong one gets our 405. */
-    evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                              EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(api->http, dispatch, api);
-
-    errno = 0;
-    if (evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port) == NULL) {
-        rc = errno == EADDRINUSE ? -EADDRINUSE : errno == EACCES ? -EACCES : -EINVAL;
-        goto fail;
-    }
     *out = api;
     return 0;
 
@@ -743,5 +784,7 @@ void api_free(api_t *api)
     api->pending = NULL;
     if (api->http != NULL)
         evhttp_free(api->http);
+    if (api->https != NULL)
+        evhttp_free(api->https);
     free(api);
 }

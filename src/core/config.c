@@ -15,6 +15,9 @@ void config_defaults(config_t *c)
     snprintf(c->mqtt_listen, sizeof(c->mqtt_listen), "127.0.0.1:1883");
     snprintf(c->http_listen, sizeof(c->http_listen), "127.0.0.1:8080");
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->cert_lifetime_s = 90 * 24 * 3600;
+    c->server_cert_lifetime_s = 365 * 24 * 3600;
+    c->claim_max_uses = 1000000;
     c->max_packet_size = 256 * 1024;
     c->max_connections = 100000;
     c->max_inflight = 32;
@@ -69,6 +72,15 @@ static const struct key keys[] = {
     STR(mqtt_listen),
     STR(http_listen),
     STR(log_level),
+    STR(mqtts_listen),
+    STR(https_listen),
+    STR(tls_cert),
+    STR(tls_key),
+    STR(ca_cert),
+    STR(ca_key),
+    U32(cert_lifetime_s, 3600, 20 * 365 * 24 * 3600),
+    U32(server_cert_lifetime_s, 3600, 20 * 365 * 24 * 3600),
+    U32(claim_max_uses, 1, 100000000),
     U32(max_packet_size, 64, 268435455),
     U32(max_connections, 1, 10000000),
     U32(max_inflight, 1, 65535),

@@ -16,6 +16,17 @@ typedef struct config {
     char http_listen[128];
     char log_level[16];
 
+    /* TLS and the fleet CA */
+    char mqtts_listen[128]; /* "" = off; "HOST" alone means port 8883 */
+    char https_listen[128]; /* "" = off; "HOST" alone means port 8443 */
+    char tls_cert[512];     /* server certificate (PEM); "" = issue one from the CA */
+    char tls_key[512];
+    char ca_cert[512]; /* external CA; "" = <data_dir>/ca.crt, created if missing */
+    char ca_key[512];
+    uint32_t cert_lifetime_s;        /* device certificates */
+    uint32_t server_cert_lifetime_s; /* the self-issued server certificate */
+    uint32_t claim_max_uses;         /* cap on an enrollment's max_uses */
+
     /* MQTT limits */
     uint32_t max_packet_size;    /* bytes, whole packet */
     uint32_t max_connections;    /* concurrent MQTT connections */

@@ -24,7 +24,11 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "mqtt/broker_internal.h"
 
@@ -490,6 +494,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     conn_t *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* the TLS handshake finished */
+    if ((what & BEV_EVENT_ERROR) && c->ssl != NULL && c->state == CONN_AWAIT_CONNECT) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        c->broker->stats.protocol_errors++;
+        c->broker->tls_failures++;
+        char buf[160] = "";
+        if (e)
+            ERR_error_string_n(e, buf, sizeof(buf));
+        log_debug("mqtt %s: TLS handshake failed: %s", c->peer, buf[0] ? buf : "closed");
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         if (c->state == CONN_ACTIVE)
             c->broker->stats.keepalive_timeouts++;
@@ -500,7 +515,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     conn_close(c, 0);
 }
 
-int mqtt_broker_adopt(mqtt_broker_t *b, int fd, const char *peer)
+/* Makes a connection of fd (plain when ssl is NULL). Takes ownership of
+ * fd and ssl. */
+static int conn_start(mqtt_broker_t *b, int fd, const char *peer, SSL *ssl)
 {
     b->stats.accepted_total++;
     if (b->nconns >= b->cfg->max_connections || b->shutting_down) {
@@ -511,12 +528,26 @@ int mqtt_broker_adopt(mqtt_broker_t *b, int fd, const char *peer)
     evutil_make_socket_nonblocking(fd);
     conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        SSL_free(ssl);
         evutil_closesocket(fd);
         return -ENOMEM;
     }
-    c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ssl != NULL) {
+        c->bev = bufferevent_openssl_socket_new(b->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev != NULL) {
+            /* A client that drops the TCP connection without close_notify
+             * is an ordinary unclean disconnect, not an error to report. */
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+            c->ssl = ssl;
+        }
+    } else {
+        c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (c->bev == NULL) {
         free(c);
+        if (ssl)
+            SSL_free(ssl);
         evutil_closesocket(fd);
         return -ENOMEM;
     }
@@ -538,23 +569,52 @@ int mqtt_broker_adopt(mqtt_broker_t *b, int fd, const char *peer)
     return 0;
 }
 
+int mqtt_broker_adopt(mqtt_broker_t *b, int fd, const char *peer)
+{
+    return conn_start(b, fd, peer, NULL);
+}
+
+static void peer_name(const struct sockaddr *sa, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, len, "%s:%d", ip, port);
+}
+
+static void tls_accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
+{
+    (void)lis;
+    (void)salen;
+    mqtt_broker_t *b = arg;
+    char peer[64];
+    peer_name(sa, peer, sizeof(peer));
+    SSL *ssl = SSL_new(b->tls_ctx);
+    if (ssl == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn_start(b, fd, peer, ssl);
+}
+
 static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     (void)lis;
     (void)salen;
-    char ip[INET6_ADDRSTRLEN] = "?", peer[64];
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(peer, sizeof(peer), "%s:%d", ip, port);
+    char peer[64];
+    peer_name(sa, peer, sizeof(peer));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     mqtt_broker_adopt(arg, fd, peer);
@@ -567,8 +627,9 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     broker_sweep_sessions(arg, util_now_ms());
 }
 
-int mqtt_broker_new(struct event_base *base, const config_t *cfg, const char *host, int port,
-                    const mqtt_hooks_t *hooks, void *hooks_ctx, mqtt_broker_t **out)
+/* Binds host:port for accept_fn. */
+static int listen_on(mqtt_broker_t *b, const char *host, int port, evconnlistener_cb accept_fn,
+                     struct evconnlistener **out)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -586,6 +647,27 @@ int mqtt_broker_new(struct event_base *base, const config_t *cfg, const char *ho
     } else {
         return -EINVAL;
     }
+    errno = 0;
+    struct evconnlistener *l =
+        evconnlistener_new_bind(b->base, accept_fn, b, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                1024, (struct sockaddr *)&ss, (int)sl);
+    if (l == NULL)
+        return errno ? -errno : -EADDRINUSE;
+    *out = l;
+    return 0;
+}
+
+int mqtt_broker_listen_tls(mqtt_broker_t *b, const char *host, int port, struct ssl_ctx_st *ctx)
+{
+    if (b->tls_listener != NULL)
+        return -EINVAL;
+    b->tls_ctx = ctx;
+    return listen_on(b, host, port, tls_accept_cb, &b->tls_listener);
+}
+
+int mqtt_broker_new(struct event_base *base, const config_t *cfg, const char *host, int port,
+                    const mqtt_hooks_t *hooks, void *hooks_ctx, mqtt_broker_t **out)
+{
 
     mqtt_broker_t *b = calloc(1, sizeof(*b));
     if (b == NULL)
@@ -601,13 +683,9 @@ int mqtt_broker_new(struct event_base *base, const config_t *cfg, const char *ho
     int rc = topic_tree_new(&b->tree);
     if (rc < 0)
         goto fail;
-    b->listener =
-        evconnlistener_new_bind(base, accept_cb, b, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-                                (struct sockaddr *)&ss, (int)sl);
-    if (b->listener == NULL) {
-        rc = errno ? -errno : -EADDRINUSE;
+    rc = listen_on(b, host, port, accept_cb, &b->listener);
+    if (rc < 0)
         goto fail;
-    }
     b->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, b);
     if (b->sweep == NULL) {
         rc = -ENOMEM;
@@ -633,6 +711,8 @@ void mqtt_broker_free(mqtt_broker_t *b)
     b->shutting_down = true;
     if (b->listener)
         evconnlistener_free(b->listener);
+    if (b->tls_listener)
+        evconnlistener_free(b->tls_listener);
     if (b->sweep)
         event_free(b->sweep);
     while (b->conns) {
@@ -724,6 +804,22 @@ int mqtt_broker_kick(mqtt_broker_t *b, const char *client_id, uint8_t reason, bo
     return 0;
 }
 
+size_t mqtt_broker_drop_retained(mqtt_broker_t *b, const char *prefix)
+{
+    size_t pl = strlen(prefix), n = 0;
+    for (size_t i = 0; i < b->retained.cap;) {
+        msg_t *m = b->retained.slots[i].key ? b->retained.slots[i].val : NULL;
+        if (m != NULL && m->topic_len >= pl && memcmp(m->topic, prefix, pl) == 0) {
+            strmap_del(&b->retained, m->topic, m->topic_len);
+            msg_unref(m);
+            n++;
+            continue; /* the deletion may have moved another entry here */
+        }
+        i++;
+    }
+    return n;
+}
+
 void mqtt_broker_stats(const mqtt_broker_t *b, mqtt_stats_t *out)
 {
     *out = b->stats;
@@ -759,6 +855,8 @@ void mqtt_broker_metrics(const mqtt_broker_t *b, struct evbuffer *buf)
         {"drover_mqtt_retained", "gauge", "Retained messages held", b->retained.count},
         {"drover_mqtt_throttled_total", "counter", "Times a client hit its publish quota",
          b->throttled},
+        {"drover_mqtt_tls_handshake_failures_total", "counter", "TLS handshakes that failed",
+         b->tls_failures},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
         evbuffer_add_printf(buf, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", rows[i].name,

@@ -38,6 +38,7 @@ typedef struct mqtt_auth {
     const uint8_t *password;
     size_t password_len;
     const char *peer; /* "ip:port" */
+    void *tls;        /* the connection's SSL (OpenSSL) over TLS, else NULL */
 } mqtt_auth_t;
 
 /* The result of a successful authentication. */
@@ -96,6 +97,15 @@ typedef struct mqtt_stats {
  * and must outlive it. Returns 0, -EADDRINUSE, -EACCES or -EINVAL. */
 int mqtt_broker_new(struct event_base *base, const config_t *cfg, const char *host, int port,
                     const mqtt_hooks_t *hooks, void *hooks_ctx, mqtt_broker_t **out);
+
+/* Adds a TLS listener on host:port using ctx (an SSL_CTX, borrowed; it
+ * must outlive the broker). Returns 0, -EADDRINUSE, -EACCES or -EINVAL. */
+struct ssl_ctx_st;
+int mqtt_broker_listen_tls(mqtt_broker_t *b, const char *host, int port, struct ssl_ctx_st *ctx);
+
+/* Drops every retained message whose topic starts with prefix (a revoked
+ * device's). Returns how many. */
+size_t mqtt_broker_drop_retained(mqtt_broker_t *b, const char *prefix);
 
 /* Closes every connection (v5 clients get DISCONNECT 0x8B) and frees
  * everything. Pending tickets may still be completed afterwards; they are

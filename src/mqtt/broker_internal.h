@@ -146,6 +146,7 @@ struct conn {
     mqtt_broker_t *broker;
     conn_t *prev, *next; /* broker's list of open connections */
     struct bufferevent *bev;
+    struct ssl_st *ssl; /* over TLS: owned by bev */
     conn_state_t state;
     uint8_t version;
     uint16_t keepalive;
@@ -188,6 +189,8 @@ struct mqtt_broker {
     const mqtt_hooks_t *hooks;
     void *hooks_ctx;
     struct evconnlistener *listener;
+    struct evconnlistener *tls_listener;
+    struct ssl_ctx_st *tls_ctx;
     struct event *sweep; /* expires offline sessions */
     conn_t *conns;
     uint64_t nconns;
@@ -198,7 +201,8 @@ struct mqtt_broker {
     topic_tree_t *tree;
     uint64_t match_gen;
     mqtt_stats_t stats;
-    uint64_t throttled; /* times a client hit its publish quota */
+    uint64_t throttled;    /* times a client hit its publish quota */
+    uint64_t tls_failures; /* handshakes that failed */
     bool shutting_down;
 };
 

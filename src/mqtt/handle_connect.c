@@ -215,6 +215,7 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
         .password = ck.password.p,
         .password_len = ck.password.len,
         .peer = c->peer,
+        .tls = c->ssl,
     };
     mqtt_grant_t grant;
     memset(&grant, 0, sizeof(grant));
