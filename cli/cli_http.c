@@ -1,8 +1,10 @@
 /*
  * libcurl glue for the CLI (see cli_http.h). One easy handle per process,
  * options that never change set once in cli_http_new(), per-request options
- * (URL, method, body, headers) reset on every call so a GET after a POST on
- * the same handle is a plain GET.
+ * (URL, method, body, headers, timeout) reset on every call so a GET after a
+ * PATCH on the same handle is a plain GET. A request that needs other
+ * headers (a merge-patch Content-Type, If-Match) gets its own copy of the
+ * header list; a long poll (?wait=) gets its own, longer timeout.
  *
  * Hardening: only http and https are allowed (no file://, no redirects to
  * other schemes), redirects are not followed (a redirect would carry the
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define URL_MAX (64 * 1024)
 #define CONNECT_TIMEOUT_MS 10000L
@@ -27,6 +30,7 @@ struct cli_http {
     struct curl_slist *hdr_get;  /* Accept, Authorization */
     struct curl_slist *hdr_body; /* the same plus Content-Type */
     const char *base;            /* borrowed */
+    long timeout_ms;             /* the handle's whole-request timeout */
 };
 
 typedef struct {
@@ -97,6 +101,7 @@ int cli_http_new(const char *base, const char *token, double timeout_s, cli_http
     long timeout_ms = (long)(timeout_s * 1000);
     if (timeout_ms < 1)
         timeout_ms = 1;
+    h->timeout_ms = timeout_ms;
     CURL *c = h->curl;
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -128,40 +133,102 @@ void cli_http_free(cli_http_t *h)
     free(h);
 }
 
+/* A per-request copy of base with Content-Type replaced and If-Match added:
+ * only requests that need other headers pay for the copy. */
+static struct curl_slist *headers_with(const struct curl_slist *base, const cli_http_opts_t *o,
+                                       bool with_body)
+{
+    struct curl_slist *l = NULL, *t;
+    char line[256];
+    for (const struct curl_slist *i = base; i != NULL; i = i->next) {
+        const char *v = i->data;
+        if (strncasecmp(v, "Content-Type:", 13) == 0 && with_body && o->content_type != NULL) {
+            snprintf(line, sizeof(line), "Content-Type: %s", o->content_type);
+            v = line;
+        }
+        t = curl_slist_append(l, v);
+        if (t == NULL)
+            goto fail;
+        l = t;
+    }
+    if (o->if_match != NULL) {
+        snprintf(line, sizeof(line), "If-Match: %s", o->if_match);
+        t = curl_slist_append(l, line);
+        if (t == NULL)
+            goto fail;
+        l = t;
+    }
+    return l;
+fail:
+    curl_slist_free_all(l);
+    return NULL;
+}
+
+static bool header_value_ok(const char *v)
+{
+    return v == NULL || (strlen(v) < 200 && strpbrk(v, "\r\n") == NULL);
+}
+
 int cli_http_request(cli_http_t *h, const char *method, const char *path, const char *body,
                      cli_http_resp_t *out, char *err, size_t errlen)
+{
+    return cli_http_request_opts(h, method, path, body, NULL, out, err, errlen);
+}
+
+int cli_http_request_opts(cli_http_t *h, const char *method, const char *path, const char *body,
+                          const cli_http_opts_t *opts, cli_http_resp_t *out, char *err,
+                          size_t errlen)
 {
     CURL *c = h->curl;
     char errbuf[CURL_ERROR_SIZE] = "";
     cli_buf_t url;
     sink_t sink = {.err = 0};
+    struct curl_slist *extra = NULL;
     int rc;
 
     cli_buf_init(&url, URL_MAX);
     cli_buf_init(&sink.buf, CLI_HTTP_BODY_MAX);
+    if (opts != NULL && (!header_value_ok(opts->content_type) || !header_value_ok(opts->if_match)))
+        return -EINVAL;
+    bool with_body =
+        strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
+    const struct curl_slist *hdrs = with_body && body != NULL ? h->hdr_body : h->hdr_get;
+    if (opts != NULL && (opts->if_match != NULL || opts->content_type != NULL)) {
+        extra = headers_with(hdrs, opts, with_body && body != NULL);
+        if (extra == NULL)
+            return -ENOMEM;
+        hdrs = extra;
+    }
     rc = cli_buf_puts(&url, h->base);
     if (rc == 0)
         rc = cli_buf_puts(&url, path);
     if (rc < 0)
         goto fail;
 
+    long timeout_ms = h->timeout_ms;
+    if (opts != NULL && opts->timeout_s > 0)
+        timeout_ms = (long)(opts->timeout_s * 1000);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_URL, url.data);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-    if (strcmp(method, "POST") == 0) {
+    if (with_body) {
+        /* POSTFIELDS makes the request a POST; CUSTOMREQUEST renames the
+         * method for PUT and PATCH and keeps the body. */
         const char *b = body != NULL ? body : "";
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") == 0 ? NULL : method);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(b));
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, b);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, body != NULL ? h->hdr_body : h->hdr_get);
     } else {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") == 0 ? NULL : method);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h->hdr_get);
     }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 
     CURLcode cc = curl_easy_perform(c);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    /* The list may be freed below: curl must not keep a pointer to it. */
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     if (cc == CURLE_FILESIZE_EXCEEDED || (cc == CURLE_WRITE_ERROR && sink.err == -EFBIG)) {
         rc = -EFBIG;
         goto fail;
@@ -186,10 +253,12 @@ int cli_http_request(cli_http_t *h, const char *method, const char *path, const 
     out->body = sink.buf.data;
     out->len = sink.buf.len;
     cli_buf_fini(&url);
+    curl_slist_free_all(extra);
     return 0;
 
 fail:
     cli_buf_fini(&sink.buf);
     cli_buf_fini(&url);
+    curl_slist_free_all(extra);
     return rc;
 }

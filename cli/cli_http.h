@@ -30,14 +30,28 @@ typedef struct {
 int cli_http_new(const char *base, const char *token, double timeout_s, cli_http_t **out);
 void cli_http_free(cli_http_t *h);
 
-/* method "GET", "POST" or "DELETE"; path starts with '/' and is already
- * URL-encoded; body (JSON, may be NULL) is sent with Content-Type
- * application/json. Returns 0 with *out filled for any HTTP status, or:
+/* method "GET", "POST", "PUT", "PATCH" or "DELETE"; path starts with '/'
+ * and is already URL-encoded; body (JSON, may be NULL; only sent with POST,
+ * PUT and PATCH) is sent with Content-Type application/json. Returns 0 with
+ * *out filled for any HTTP status, or:
  *   -EIO     transport failure (connect, DNS, TLS, timeout, reset): err says why
  *   -EFBIG   the response body is larger than CLI_HTTP_BODY_MAX
  *   -ENOMEM
  */
 int cli_http_request(cli_http_t *h, const char *method, const char *path, const char *body,
                      cli_http_resp_t *out, char *err, size_t errlen);
+
+/* What one request may change from the handle's defaults. */
+typedef struct {
+    const char *content_type; /* of the body; NULL: application/json */
+    const char *if_match;     /* If-Match header value (borrowed), or NULL */
+    double timeout_s;         /* this request's whole timeout; 0: the handle's */
+} cli_http_opts_t;
+
+/* cli_http_request with opts (may be NULL). Header values must not contain
+ * CR or LF (-EINVAL). */
+int cli_http_request_opts(cli_http_t *h, const char *method, const char *path, const char *body,
+                          const cli_http_opts_t *opts, cli_http_resp_t *out, char *err,
+                          size_t errlen);
 
 #endif

@@ -594,3 +594,345 @@ void cli_table_fini(cli_table_t *t)
     t->nrows = 0;
     t->cap = 0;
 }
+
+/* ---- control commands ---------------------------------------------------- */
+
+/* Strict UTF-8 as jansson wants it: no overlong forms, no surrogates, no
+ * code point above U+10FFFF (utf8_seq only checks the byte pattern). */
+static bool utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq(p + i, n - i);
+        if (l == 0)
+            return false;
+        if ((p[i] == 0xe0 && p[i + 1] < 0xa0) || (p[i] == 0xed && p[i + 1] >= 0xa0) ||
+            (p[i] == 0xf0 && p[i + 1] < 0x90) || (p[i] == 0xf4 && p[i + 1] >= 0x90))
+            return false;
+        i += l;
+    }
+    return true;
+}
+
+int cli_json_arg(const char *text, size_t len, bool want_object, json_t **out, char *err,
+                 size_t errlen)
+{
+    char perr[160] = "";
+    json_t *v = json_util_parse(text, len, perr, sizeof(perr));
+    if (v == NULL) {
+        snprintf(err, errlen, "not valid JSON: %s", perr[0] ? perr : "parse error");
+        return -EINVAL;
+    }
+    if (want_object && !json_is_object(v)) {
+        json_decref(v);
+        snprintf(err, errlen, "must be a JSON object ({...})");
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+/* RFC 8259 number grammar, the whole string: -?(0|[1-9]d*)(.d+)?([eE][+-]?d+)? */
+static bool is_json_number(const char *s)
+{
+    const char *p = s;
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (isdigit((unsigned char)*p))
+            p++;
+    else
+        return false;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    return *p == '\0';
+}
+
+int cli_param_value(const char *v, json_t **out)
+{
+    json_t *j = NULL;
+    if (strcmp(v, "true") == 0)
+        j = json_true();
+    else if (strcmp(v, "false") == 0)
+        j = json_false();
+    else if (strcmp(v, "null") == 0)
+        j = json_null();
+    else if (is_json_number(v))
+        /* jansson refuses integers beyond 64 bits and reals beyond a
+         * double: those stay strings rather than change value. */
+        j = json_loads(v, JSON_DECODE_ANY, NULL);
+    if (j == NULL) {
+        if (!utf8_valid(v))
+            return -EINVAL;
+        j = json_string(v);
+        if (j == NULL)
+            return -ENOMEM;
+    }
+    *out = j;
+    return 0;
+}
+
+int cli_params_build(const char *params_json, const char *const *kv, size_t n, json_t **out,
+                     char *err, size_t errlen)
+{
+    json_t *p = NULL, *seen = json_object();
+    int rc = -ENOMEM;
+    if (seen == NULL)
+        goto fail;
+    if (params_json != NULL) {
+        rc = cli_json_arg(params_json, strlen(params_json), true, &p, err, errlen);
+        if (rc < 0) {
+            char why[200];
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, errlen, "--params %s", why);
+            goto fail;
+        }
+    } else {
+        p = json_object();
+        rc = -ENOMEM;
+        if (p == NULL)
+            goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t kl;
+        if (cli_tag_split(kv[i], &kl) < 0) {
+            snprintf(err, errlen, "--param wants K=V with a non-empty key");
+            rc = -EINVAL;
+            goto fail;
+        }
+        char *key = strndup(kv[i], kl);
+        rc = -ENOMEM;
+        if (key == NULL)
+            goto fail;
+        json_t *val = NULL;
+        if (!utf8_valid(key) || cli_param_value(kv[i] + kl + 1, &val) == -EINVAL) {
+            free(key);
+            snprintf(err, errlen, "--param %zu is not valid UTF-8", i + 1);
+            rc = -EINVAL;
+            goto fail;
+        }
+        if (val == NULL) {
+            free(key);
+            goto fail;
+        }
+        if (json_object_get(seen, key) != NULL) {
+            char *shown = cli_sanitize(key, 40);
+            snprintf(err, errlen, "--param %s given twice", shown ? shown : "?");
+            free(shown);
+            free(key);
+            json_decref(val);
+            rc = -EINVAL;
+            goto fail;
+        }
+        /* Both take the value's reference even when they fail. */
+        int e = json_object_set_new(seen, key, json_true());
+        if (e == 0)
+            e = json_object_set_new(p, key, val);
+        else
+            json_decref(val);
+        free(key);
+        if (e < 0)
+            goto fail;
+    }
+    json_decref(seen);
+    *out = p;
+    return 0;
+fail:
+    json_decref(p);
+    json_decref(seen);
+    return rc;
+}
+
+int cli_target_build(const char *tag, const char *ids, bool all, json_t **out, char *err,
+                     size_t errlen)
+{
+    if ((tag != NULL) + (ids != NULL) + all != 1) {
+        snprintf(err, errlen,
+                 "name the devices with exactly one of --tag K=V, --ids A,B,... "
+                 "or --all-devices");
+        return -EINVAL;
+    }
+    size_t kl;
+    if (tag != NULL) {
+        if (cli_tag_split(tag, &kl) < 0 || !utf8_valid(tag)) {
+            snprintf(err, errlen, "--tag wants K=V with a non-empty key");
+            return -EINVAL;
+        }
+        json_t *t = json_pack("{s:s}", "tag", tag);
+        if (t == NULL)
+            return -ENOMEM;
+        *out = t;
+        return 0;
+    }
+    if (all) {
+        json_t *t = json_pack("{s:b}", "all", 1);
+        if (t == NULL)
+            return -ENOMEM;
+        *out = t;
+        return 0;
+    }
+    int rc = -ENOMEM;
+    json_t *arr = json_array(), *seen = json_object();
+    if (arr == NULL || seen == NULL)
+        goto fail;
+    for (const char *p = ids;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!util_id_valid(p, len)) {
+            char *s = strndup(p, len);
+            char *shown = s ? cli_sanitize(s, 40) : NULL;
+            snprintf(err, errlen,
+                     "--ids: '%s' is not a device id (1 to 64 characters of A-Z a-z 0-9 . _ -, "
+                     "comma-separated)",
+                     shown ? shown : "?");
+            free(shown);
+            free(s);
+            rc = -EINVAL;
+            goto fail;
+        }
+        char id[DROVER_ID_MAX + 1];
+        memcpy(id, p, len);
+        id[len] = '\0';
+        if (json_object_get(seen, id) != NULL) {
+            snprintf(err, errlen, "--ids: '%s' is listed twice", id);
+            rc = -EINVAL;
+            goto fail;
+        }
+        if (json_object_set_new(seen, id, json_true()) < 0 ||
+            json_array_append_new(arr, json_string(id)) < 0)
+            goto fail;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    json_decref(seen);
+    json_t *t = json_pack("{s:o}", "ids", arr);
+    if (t == NULL)
+        return -ENOMEM;
+    *out = t;
+    return 0;
+fail:
+    json_decref(arr);
+    json_decref(seen);
+    return rc;
+}
+
+bool cli_command_final(const char *status)
+{
+    static const char *const final[] = {"succeeded", "failed", "rejected", "expired"};
+    for (size_t i = 0; status != NULL && i < ARRAY_SIZE(final); i++)
+        if (strcmp(status, final[i]) == 0)
+            return true;
+    return false;
+}
+
+/* States a job device may still leave. */
+static bool job_state_open(const char *s)
+{
+    return strcmp(s, "queued") == 0 || strcmp(s, "sent") == 0 || strcmp(s, "pending") == 0;
+}
+
+int64_t cli_job_pending(const json_t *job)
+{
+    json_t *counts = json_object_get(job, "counts");
+    if (!json_is_object(counts))
+        return -1;
+    int64_t n = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(counts, k, v)
+    {
+        if (job_state_open(k) && json_is_integer(v) && json_integer_value(v) > 0)
+            n += json_integer_value(v);
+    }
+    return n;
+}
+
+int cli_job_progress(const json_t *job, char *out, size_t outlen)
+{
+    static const char *const order[] = {"succeeded", "applied", "failed",
+                                        "rejected",  "expired", "deleted"};
+    const char *id = json_string_value(json_object_get(job, "id"));
+    json_t *total = json_object_get(job, "total");
+    json_t *counts = json_object_get(job, "counts");
+    if (id == NULL || !json_is_integer(total) || !json_is_object(counts))
+        return -EINVAL;
+    int64_t pending = cli_job_pending(job);
+    int64_t t = json_integer_value(total);
+    int64_t done = t - pending;
+    if (done < 0)
+        done = 0;
+    cli_buf_t b;
+    cli_buf_init(&b, 4096);
+    char *sid = cli_sanitize(id, 64);
+    char num[80];
+    snprintf(num, sizeof(num), ": %lld/%lld done", (long long)done, (long long)t);
+    int rc = sid ? cli_buf_puts(&b, sid) : -ENOMEM;
+    if (rc == 0)
+        rc = cli_buf_puts(&b, num);
+    free(sid);
+    bool first = true;
+    /* Known final states in a fixed order, then any the server adds. */
+    for (size_t pass = 0; pass < 2 && rc == 0; pass++) {
+        const char *k;
+        json_t *v;
+        size_t n = pass == 0 ? ARRAY_SIZE(order) : 0;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            v = json_object_get(counts, order[i]);
+            if (!json_is_integer(v) || json_integer_value(v) <= 0)
+                continue;
+            snprintf(num, sizeof(num), "%s%s %lld", first ? " (" : ", ", order[i],
+                     (long long)json_integer_value(v));
+            rc = cli_buf_puts(&b, num);
+            first = false;
+        }
+        if (pass == 0)
+            continue;
+        json_object_foreach(counts, k, v)
+        {
+            bool known = job_state_open(k);
+            for (size_t i = 0; i < ARRAY_SIZE(order); i++)
+                known = known || strcmp(k, order[i]) == 0;
+            if (known || !json_is_integer(v) || json_integer_value(v) <= 0)
+                continue;
+            char *sk = cli_sanitize(k, 32);
+            snprintf(num, sizeof(num), "%s%s %lld", first ? " (" : ", ", sk ? sk : "?",
+                     (long long)json_integer_value(v));
+            free(sk);
+            rc = cli_buf_puts(&b, num);
+            first = false;
+            if (rc < 0)
+                break;
+        }
+    }
+    if (rc == 0 && !first)
+        rc = cli_buf_puts(&b, ")");
+    if (rc < 0) {
+        cli_buf_fini(&b);
+        return rc == -EFBIG ? -ERANGE : rc;
+    }
+    if (b.len >= outlen) {
+        cli_buf_fini(&b);
+        return -ERANGE;
+    }
+    memcpy(out, b.data, b.len + 1);
+    cli_buf_fini(&b);
+    return 0;
+}

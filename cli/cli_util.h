@@ -3,7 +3,8 @@
  * unit tests can drive them: a capped growable buffer, time arguments
  * (absolute or relative like "-15m"), local RFC 3339 formatting, "k=v" tags,
  * the config file, JSON scalars as table text, a JSON pretty printer that
- * keeps numbers readable, and an aligned text table.
+ * keeps numbers readable, an aligned text table, and the arguments and
+ * progress text of the control commands (twin, commands, bulk jobs).
  *
  * Nothing here does I/O except cli_table_print(), which writes to the FILE
  * it is given. Single-threaded like the rest of the CLI; the only global
@@ -121,5 +122,55 @@ void cli_table_fini(cli_table_t *t);
  * when max_chars > 0, cut to that many code points ending in "...".
  * Returns NULL on ENOMEM. Also used for key: value lines. */
 char *cli_sanitize(const char *s, size_t max_chars);
+
+/* ---- control commands ---------------------------------------------------- */
+
+/* A JSON document given on the command line (or read from a file or stdin):
+ * exactly one value, nothing after it. When want_object, anything but an
+ * object is -EINVAL too. -EINVAL writes a one-line reason into err; -ENOMEM. */
+int cli_json_arg(const char *text, size_t len, bool want_object, json_t **out, char *err,
+                 size_t errlen);
+
+/* The value of `--param K=V`: V as a JSON number, true, false or null when
+ * the whole of V is exactly one of those (no blanks around it; a number must
+ * fit a 64-bit integer or a double), otherwise V as a string. So "5" is 5,
+ * "true" is true, "05", " 5", "abc" and "[1]" are strings. -EINVAL when V is
+ * not valid UTF-8, -ENOMEM. Caller owns *out. */
+int cli_param_value(const char *v, json_t **out);
+
+/* The "params" object of a command: the object given by --params (JSON text,
+ * may be NULL), then each "K=V" of kv[0..n) set on top of it with
+ * cli_param_value(V), so --param overrides a key of --params. A --param
+ * without '=' or with an empty key, a key given twice by --param, or
+ * --params that is not a JSON object are -EINVAL with err set. Caller owns
+ * *out (an object, possibly empty). */
+int cli_params_build(const char *params_json, const char *const *kv, size_t n, json_t **out,
+                     char *err, size_t errlen);
+
+/* The "target" of a bulk operation from --tag K=V, --ids a,b,c and
+ * --all-devices, of which exactly one must be given:
+ *   {"tag": "K=V"} | {"ids": ["a", "b", "c"]} | {"all": true}
+ * Ids are comma-separated, each a valid device id, none twice. -EINVAL
+ * with err set, -ENOMEM. Caller owns *out. */
+int cli_target_build(const char *tag, const char *ids, bool all, json_t **out, char *err,
+                     size_t errlen);
+
+/* True for a command status that can no longer change: succeeded, failed,
+ * rejected, expired. */
+bool cli_command_final(const char *status);
+
+/* One line of bulk job progress from a job object (POST /bulk/... or
+ * GET /jobs/{id}):
+ *   "job_1f: 9500/10000 done (succeeded 9400, failed 100)"
+ * "done" counts every device whose state can no longer change (total minus
+ * queued, sent and pending); the parenthesis lists the non-zero final
+ * states, known ones first in a fixed order. Text from the server is
+ * sanitized. -EINVAL when job lacks id, total or counts; -ERANGE when out
+ * is too small. */
+int cli_job_progress(const json_t *job, char *out, size_t outlen);
+
+/* How many devices of a job are still pending (queued + sent + pending), or
+ * -1 when job has no counts object. */
+int64_t cli_job_pending(const json_t *job);
 
 #endif

@@ -21,7 +21,14 @@
  * The token is never printed, not even in errors.
  *
  * Exit status: 0 ok, 1 the server answered with an error (or nonsense),
- * 2 the server could not be reached, 64 usage error.
+ * 2 the server could not be reached, 64 usage error. With --wait, 1 also
+ * means the command (or some device of a bulk job) did not succeed.
+ *
+ * Waiting (--wait): a command is long-polled with GET /commands/CID?wait=,
+ * repeated because the server holds one request at most 60 s, each with
+ * an HTTP timeout of its wait plus the normal one; a bulk job is polled
+ * with GET /jobs/ID?limit=1 every 0.25 s rising to 1 s. A bare --wait has
+ * no deadline of its own: the server ends every command by its expiry.
  *
  * Single-threaded; one libcurl handle per run (cli_http.c), pure helpers in
  * cli_util.c.
@@ -42,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_OK 0
@@ -58,8 +66,11 @@
 #define SERVER_MAX 2048
 #define CONFIG_FILE_MAX (64 * 1024)
 #define TAGS_MAX 64 /* the server's own limit per device */
+#define PARAMS_MAX 256
 #define POS_MAX 4
 #define PATH_MAX_LEN (16 * 1024)
+#define BODY_ARG_MAX (16 * 1024 * 1024) /* the server's largest max_twin_bytes */
+#define LONG_POLL_MAX_S 60              /* the server's cap on ?wait= */
 
 /* ---- options and commands ------------------------------------------------ */
 
@@ -80,6 +91,12 @@ enum {
     OPT_METRIC,
     OPT_SINCE,
     OPT_UNTIL,
+    OPT_IF_MATCH,
+    OPT_PARAM,
+    OPT_PARAMS,
+    OPT_WAIT,
+    OPT_IDS,
+    OPT_ALL_DEVICES,
     OPT_COUNT,
 };
 
@@ -92,6 +109,9 @@ typedef struct {
     const char *name;    /* long name without "--" */
     const char *metavar; /* NULL for a flag */
     const char *help;
+    /* The value may be left out: it is taken from the next argument only
+     * when that reads as seconds (cli_parse_seconds), or from --name=V. */
+    bool optional_value;
 } opt_t;
 
 static const opt_t options[OPT_COUNT] = {
@@ -113,6 +133,13 @@ static const opt_t options[OPT_COUNT] = {
     [OPT_SINCE] = {"since", "T",
                    "from T (inclusive): epoch ms, RFC 3339, now, -30s -15m -1h -2d -1w"},
     [OPT_UNTIL] = {"until", "T", "up to T, exclusive (same forms as --since)"},
+    [OPT_IF_MATCH] = {"if-match", "N", "only if the desired state is still version N"},
+    [OPT_PARAM] = {"param", "K=V",
+                   "params.K = V: a JSON number, true, false or null, else a string"},
+    [OPT_PARAMS] = {"params", "JSON", "params as a JSON object, @FILE or - (stdin)"},
+    [OPT_WAIT] = {"wait", "S", NULL, true},
+    [OPT_IDS] = {"ids", "ID,...", "the devices with these ids (comma-separated)"},
+    [OPT_ALL_DEVICES] = {"all-devices", NULL, "every device in the fleet"},
 };
 
 typedef struct cmd cmd_t;
@@ -121,10 +148,12 @@ typedef struct {
     const cmd_t *cmd;
     const char *pos[POS_MAX]; /* positionals after the command words */
     size_t npos;
-    const char *val[OPT_COUNT];
+    const char *val[OPT_COUNT]; /* NULL for a flag, or an optional value left out */
     bool set[OPT_COUNT];
     const char *tags[TAGS_MAX];
     size_t ntags;
+    const char *params[PARAMS_MAX]; /* every --param K=V, in order */
+    size_t nparams;
 } args_t;
 
 typedef struct config_state config_state_t;
@@ -155,9 +184,12 @@ struct cmd {
     size_t max_pos;
     uint32_t opts;  /* BIT(OPT_...) accepted besides the global ones */
     uint32_t multi; /* of those, the ones that may be repeated */
+    /* --timeout S is the command's own timeout_s (whole seconds), not the
+     * HTTP request timeout: `drover cmd send ... --timeout 60`. */
+    bool command_timeout;
     const char *summary;
     const char *help; /* paragraph shown by `drover help CMD` */
-    opt_help_t opt_help[3];
+    opt_help_t opt_help[6];
     int (*run)(ctx_t *ctx, const args_t *a);
 };
 
@@ -167,8 +199,21 @@ static int cmd_device_show(ctx_t *ctx, const args_t *a);
 static int cmd_device_rm(ctx_t *ctx, const args_t *a);
 static int cmd_device_rotate(ctx_t *ctx, const args_t *a);
 static int cmd_telemetry(ctx_t *ctx, const args_t *a);
+static int cmd_twin_get(ctx_t *ctx, const args_t *a);
+static int cmd_twin_set(ctx_t *ctx, const args_t *a);
+static int cmd_twin_patch(ctx_t *ctx, const args_t *a);
+static int cmd_cmd_send(ctx_t *ctx, const args_t *a);
+static int cmd_cmd_show(ctx_t *ctx, const args_t *a);
+static int cmd_cmd_list(ctx_t *ctx, const args_t *a);
+static int cmd_bulk_cmd(ctx_t *ctx, const args_t *a);
+static int cmd_bulk_twin(ctx_t *ctx, const args_t *a);
+static int cmd_job_show(ctx_t *ctx, const args_t *a);
 static int cmd_help(ctx_t *ctx, const args_t *a);
 static int cmd_version(ctx_t *ctx, const args_t *a);
+
+#define TARGET_OPTS (BIT(OPT_TAG) | BIT(OPT_IDS) | BIT(OPT_ALL_DEVICES))
+#define COMMAND_OPTS (BIT(OPT_PARAM) | BIT(OPT_PARAMS) | BIT(OPT_TIMEOUT) | BIT(OPT_WAIT))
+#define TIMEOUT_HELP "expire the command unless answered in S s (server default 300)"
 
 static const cmd_t commands[] = {
     {
@@ -244,6 +289,136 @@ static const cmd_t commands[] = {
         .run = cmd_telemetry,
     },
     {
+        .path = "twin get",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "show a device's desired and reported state",
+        .help = "Shows the device twin: the desired state (set by operators), the reported\n"
+                "state (sent by the device), each with its version and when it last changed,\n"
+                "and the delta: the desired keys whose reported value differs.",
+        .run = cmd_twin_get,
+    },
+    {
+        .path = "twin set",
+        .args = "ID JSON|@FILE|-",
+        .min_pos = 2,
+        .max_pos = 2,
+        .opts = BIT(OPT_IF_MATCH),
+        .summary = "replace a device's desired state",
+        .help = "Replaces the whole desired state with the JSON object given inline, read\n"
+                "from FILE (@FILE) or from stdin (-). The device receives it on\n"
+                "devices/ID/twin/desired. With --if-match N nothing changes unless the\n"
+                "desired state is still at version N (read it with `drover twin get`).",
+        .run = cmd_twin_set,
+    },
+    {
+        .path = "twin patch",
+        .args = "ID JSON|@FILE|-",
+        .min_pos = 2,
+        .max_pos = 2,
+        .opts = BIT(OPT_IF_MATCH),
+        .summary = "merge a JSON merge patch into a device's desired state",
+        .help = "Applies an RFC 7396 JSON merge patch to the desired state: keys with values\n"
+                "set or replace, keys with null are removed, nested objects merge. The patch\n"
+                "is given inline, read from FILE (@FILE) or from stdin (-).",
+        .run = cmd_twin_patch,
+    },
+    {
+        .path = "cmd send",
+        .args = "ID NAME",
+        .min_pos = 2,
+        .max_pos = 2,
+        .opts = COMMAND_OPTS,
+        .multi = BIT(OPT_PARAM),
+        .command_timeout = true,
+        .summary = "send a command to a device",
+        .help =
+            "Sends command NAME to device ID. An offline device gets it when it next\n"
+            "subscribes, unless it has expired by then. Params are built from --params\n"
+            "and --param: `--param n=5 --param mode=fast` sends {\"n\": 5, \"mode\": \"fast\"};\n"
+            "for arrays or nested values use --params '{\"args\": [\"-l\"]}'.\n"
+            "--param repeats; its keys override those of --params. Here --timeout is the\n"
+            "command's own timeout (whole seconds); HTTP requests keep the 30 s default.\n"
+            "With --wait the CLI waits for the device's result and prints it; the exit\n"
+            "status is then 0 if the command succeeded and 1 if it failed, was\n"
+            "rejected, expired, or had not ended when the wait ran out. A number after\n"
+            "--wait is its value: put --wait after NAME, or write --wait=S.",
+        .opt_help = {{OPT_TIMEOUT, TIMEOUT_HELP},
+                     {OPT_WAIT, "wait up to S s for the result (bare --wait: until it ends)"}},
+        .run = cmd_cmd_send,
+    },
+    {
+        .path = "cmd show",
+        .args = "CID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_WAIT),
+        .summary = "show a command, its status and result",
+        .help = "Shows command CID (the id `drover cmd send` printed): its status, times and\n"
+                "the device's output. With --wait the exit status is as for `cmd send --wait`.",
+        .opt_help = {{OPT_WAIT, "wait up to S s for it to end (bare --wait: until it ends)"}},
+        .run = cmd_cmd_show,
+    },
+    {
+        .path = "cmd list",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_LIMIT) | BIT(OPT_CURSOR) | BIT(OPT_ALL),
+        .summary = "list a device's commands, newest first",
+        .help = "Lists the commands of device ID, newest first, one page at a time.",
+        .opt_help = {{OPT_LIMIT, "commands per page, 1..1000 (server default 100)"}},
+        .run = cmd_cmd_list,
+    },
+    {
+        .path = "bulk cmd",
+        .args = "NAME",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = TARGET_OPTS | COMMAND_OPTS,
+        .multi = BIT(OPT_PARAM),
+        .command_timeout = true,
+        .summary = "send a command to many devices (a job)",
+        .help = "Sends command NAME to every device of the target, as one job, and prints the\n"
+                "job id. Params and --timeout are as for `drover cmd send`. With --wait the\n"
+                "CLI follows the job, printing progress on stderr, until every device has\n"
+                "answered or its command expired; the exit status is then 0 only if every\n"
+                "device succeeded.",
+        .opt_help = {{OPT_TAG, "the devices whose tag K equals V"},
+                     {OPT_TIMEOUT, TIMEOUT_HELP},
+                     {OPT_WAIT, "follow the job up to S s (bare --wait: until it is done)"}},
+        .run = cmd_bulk_cmd,
+    },
+    {
+        .path = "bulk twin",
+        .args = "JSON|@FILE|-",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = TARGET_OPTS | BIT(OPT_WAIT),
+        .summary = "merge a patch into many devices' desired state (a job)",
+        .help = "Applies a JSON merge patch (RFC 7396) to the desired state of every device\n"
+                "of the target, as one job, and prints the job id. With --wait the CLI\n"
+                "follows the job until every device's twin is written; the exit status is\n"
+                "then 0 only if every one was.",
+        .opt_help = {{OPT_TAG, "the devices whose tag K equals V"},
+                     {OPT_WAIT, "follow the job up to S s (bare --wait: until it is done)"}},
+        .run = cmd_bulk_twin,
+    },
+    {
+        .path = "job show",
+        .args = "JOB",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_LIMIT) | BIT(OPT_CURSOR) | BIT(OPT_ALL),
+        .summary = "show a bulk job: counts and per-device state",
+        .help = "Shows a bulk job (from `drover bulk cmd` or `drover bulk twin`): what it does,\n"
+                "how many devices are in each state, and each device's state, one page at a\n"
+                "time.",
+        .opt_help = {{OPT_LIMIT, "devices per page, 1..10000 (server default 1000)"}},
+        .run = cmd_job_show,
+    },
+    {
         .path = "help",
         .args = "[COMMAND]",
         .max_pos = 3,
@@ -289,18 +464,34 @@ static const char *opt_help_for(const cmd_t *c, int o)
     return options[o].help;
 }
 
+/* The options a command lists as its own: --timeout is one when it means
+ * the command's timeout. */
+static uint32_t own_opts(const cmd_t *c)
+{
+    uint32_t own = c->opts & ~GLOBAL_OPTS;
+    if (c->command_timeout)
+        own |= BIT(OPT_TIMEOUT);
+    return own;
+}
+
 static void print_synopsis(FILE *out, const cmd_t *c)
 {
     fprintf(out, "usage: drover %s", c->path);
+    bool target = (c->opts & TARGET_OPTS) == TARGET_OPTS;
+    if (target)
+        fputs(" (--tag K=V | --ids ID,... | --all-devices)", out);
     if (c->args[0])
         fprintf(out, " %s", c->args);
+    uint32_t own = own_opts(c);
     for (int o = 0; o < OPT_COUNT; o++) {
-        if (!(c->opts & BIT(o)))
+        if (!(own & BIT(o)) || (target && (TARGET_OPTS & BIT(o))))
             continue;
         if (o == OPT_OFFLINE && (c->opts & BIT(OPT_ONLINE)))
             continue;
         if (o == OPT_ONLINE && (c->opts & BIT(OPT_OFFLINE)))
             fputs(" [--online | --offline]", out);
+        else if (options[o].optional_value)
+            fprintf(out, " [--%s [%s]]", options[o].name, options[o].metavar);
         else if (options[o].metavar)
             fprintf(out, " [--%s %s]%s", options[o].name, options[o].metavar,
                     (c->multi & BIT(o)) ? "..." : "");
@@ -316,8 +507,9 @@ static void print_options(FILE *out, const cmd_t *c, uint32_t mask)
         if (!(mask & BIT(o)))
             continue;
         char lhs[40];
-        snprintf(lhs, sizeof(lhs), "--%s%s%s", options[o].name, options[o].metavar ? " " : "",
-                 options[o].metavar ? options[o].metavar : "");
+        bool opt = options[o].optional_value;
+        snprintf(lhs, sizeof(lhs), "--%s%s%s%s%s", options[o].name, options[o].metavar ? " " : "",
+                 opt ? "[" : "", options[o].metavar ? options[o].metavar : "", opt ? "]" : "");
         fprintf(out, "  %-16s %s\n", lhs, opt_help_for(c, o));
     }
 }
@@ -359,14 +551,15 @@ static void print_command_help(FILE *out, const cmd_t *c)
 {
     print_synopsis(out, c);
     fprintf(out, "\n%s\n", c->help);
-    uint32_t own = c->opts & ~GLOBAL_OPTS;
+    uint32_t own = own_opts(c);
     if (own) {
         fputs("\nOptions:\n", out);
         print_options(out, c, own);
     }
-    fputs("\nGlobal options: --server URL, --token TOKEN, --data-dir DIR, --json, "
-          "--timeout S\n(see `drover help`).\n",
-          out);
+    fprintf(out,
+            "\nGlobal options: --server URL, --token TOKEN, --data-dir DIR, --json%s\n(see "
+            "`drover help`).\n",
+            c->command_timeout ? "" : ", --timeout S");
 }
 
 static void print_group_help(FILE *out, const char *group)
@@ -448,6 +641,16 @@ static const char *shown(const char *s, char *buf, size_t len)
     return buf;
 }
 
+/* Whether the argument after an option with an optional value is that
+ * value: digits with at most one dot ("10", "2.5"); its range is checked
+ * later. Anything else (a NAME, JSON, another option) is left alone. */
+static bool takes_optional(const char *next)
+{
+    if (!(next[0] >= '0' && next[0] <= '9'))
+        return false;
+    return strspn(next, "0123456789.") == strlen(next) && strchr(next, '.') == strrchr(next, '.');
+}
+
 /*
  * Fills *a from argv. Returns -1 to go on and run a->cmd, or an exit status
  * (help printed: 0; bad usage: 64).
@@ -471,7 +674,8 @@ static int parse_args(int argc, char **argv, args_t *a)
             } else if (s[1] == '-') {
                 const char *eq = strchr(s + 2, '=');
                 int o = find_option(s + 2, eq ? (size_t)(eq - s - 2) : strlen(s + 2));
-                if (o >= 0 && options[o].metavar && eq == NULL)
+                if (o >= 0 && options[o].metavar && eq == NULL &&
+                    (!options[o].optional_value || (i + 1 < argc && takes_optional(argv[i + 1]))))
                     i++;
             }
         } else {
@@ -533,6 +737,8 @@ static int parse_args(int argc, char **argv, args_t *a)
         if (options[o].metavar) {
             if (eq)
                 v = eq + 1;
+            else if (options[o].optional_value)
+                v = i + 1 < argc && takes_optional(argv[i + 1]) ? argv[++i] : NULL;
             else if (i + 1 < argc)
                 v = argv[++i];
             else
@@ -546,6 +752,11 @@ static int parse_args(int argc, char **argv, args_t *a)
             if (a->ntags == TAGS_MAX)
                 return usage_error(c, "at most %d --tag options", TAGS_MAX);
             a->tags[a->ntags++] = v;
+        }
+        if (o == OPT_PARAM) {
+            if (a->nparams == PARAMS_MAX)
+                return usage_error(c, "at most %d --param options", PARAMS_MAX);
+            a->params[a->nparams++] = v;
         }
         a->set[o] = true;
         a->val[o] = v;
@@ -566,12 +777,10 @@ static int parse_args(int argc, char **argv, args_t *a)
 
 /* ---- server and token ---------------------------------------------------- */
 
-/* Reads a whole small file. -ENOENT when it does not exist, -EFBIG past max. */
-static int read_file(const char *path, size_t max, char **out, size_t *outlen)
+/* Reads fd to its end (does not close it). -EFBIG past max bytes. The
+ * buffers are wiped on the way, since this also reads token files. */
+static int read_fd(int fd, size_t max, char **out, size_t *outlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
     cli_buf_t b;
     cli_buf_init(&b, max);
     char chunk[4096];
@@ -590,7 +799,6 @@ static int read_file(const char *path, size_t max, char **out, size_t *outlen)
         if (rc < 0)
             break;
     }
-    close(fd);
     if (rc == 0 && b.data == NULL)
         rc = cli_buf_append(&b, "", 0);
     if (rc < 0) {
@@ -604,6 +812,17 @@ static int read_file(const char *path, size_t max, char **out, size_t *outlen)
     *out = b.data;
     *outlen = b.len;
     return 0;
+}
+
+/* Reads a whole small file. -ENOENT when it does not exist, -EFBIG past max. */
+static int read_file(const char *path, size_t max, char **out, size_t *outlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = read_fd(fd, max, out, outlen);
+    close(fd);
+    return rc;
 }
 
 struct config_state {
@@ -855,12 +1074,18 @@ static int connect_ctx(ctx_t *ctx)
     return 0;
 }
 
+/* api_opts() returns this, unprinted, for the status the caller handles. */
+#define API_QUIET (-1)
+
 /*
  * One request. On a 2xx answer *out gets the parsed body (NULL for an empty
- * one, as after DELETE) and 0 is returned. Otherwise the failure is printed
- * and the exit status returned.
+ * one, as after DELETE) and 0 is returned. When the status equals quiet
+ * (0: none), *out gets the parsed error body (or NULL) and API_QUIET is
+ * returned with nothing printed. Otherwise the failure is printed and the
+ * exit status returned. o (may be NULL) sets headers and the timeout.
  */
-static int api(ctx_t *ctx, const char *method, path_t *p, const char *body, json_t **out)
+static int api_opts(ctx_t *ctx, const char *method, path_t *p, const char *body,
+                    const cli_http_opts_t *o, long quiet, json_t **out)
 {
     char err[CLI_HTTP_ERR_MAX] = "";
     cli_http_resp_t r;
@@ -873,7 +1098,7 @@ static int api(ctx_t *ctx, const char *method, path_t *p, const char *body, json
         errorf(p->err == -EFBIG ? "request path too long" : "out of memory");
         return EXIT_USAGE;
     }
-    rc = cli_http_request(ctx->http, method, p->b.data, body, &r, err, sizeof(err));
+    rc = cli_http_request_opts(ctx->http, method, p->b.data, body, o, &r, err, sizeof(err));
     if (rc == -EIO) {
         errorf("cannot reach server at %s: %s", ctx->server, err);
         return EXIT_UNREACHABLE;
@@ -902,6 +1127,10 @@ static int api(ctx_t *ctx, const char *method, path_t *p, const char *body, json
         *out = v;
         return 0;
     }
+    if (quiet != 0 && r.status == quiet) {
+        *out = v;
+        return API_QUIET;
+    }
 
     const char *code = json_string_value(json_object_get(v, "error"));
     const char *detail = json_string_value(json_object_get(v, "detail"));
@@ -915,6 +1144,11 @@ static int api(ctx_t *ctx, const char *method, path_t *p, const char *body, json
     free(c);
     json_decref(v);
     return EXIT_SERVER;
+}
+
+static int api(ctx_t *ctx, const char *method, path_t *p, const char *body, json_t **out)
+{
+    return api_opts(ctx, method, p, body, NULL, 0, out);
 }
 
 static int unexpected(const char *what)
@@ -1437,6 +1671,920 @@ static int cmd_telemetry(ctx_t *ctx, const args_t *a)
     return rc;
 }
 
+/* ---- control: twin, commands, bulk jobs ---------------------------------- */
+
+/* The text of a JSON|@FILE|- argument: inline, a file's contents or stdin.
+ * Returns 0 with *text (malloc'd when *owned) or an exit status. */
+static int arg_text(const args_t *a, const char *arg, const char *what, char **text, size_t *len,
+                    bool *owned)
+{
+    char sbuf[64];
+    int rc = 0;
+    *owned = false;
+    if (strcmp(arg, "-") == 0)
+        rc = read_fd(STDIN_FILENO, BODY_ARG_MAX, text, len);
+    else if (arg[0] == '@')
+        rc = read_file(arg + 1, BODY_ARG_MAX, text, len);
+    else {
+        *text = (char *)arg;
+        *len = strlen(arg);
+        return 0;
+    }
+    if (rc == -ENOMEM) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    if (rc < 0)
+        return usage_error(a->cmd, "cannot read %s from %s: %s", what,
+                           arg[0] == '@' ? shown(arg + 1, sbuf, sizeof(sbuf)) : "stdin",
+                           rc == -EFBIG ? "larger than 16 MiB" : strerror(-rc));
+    *owned = true;
+    return 0;
+}
+
+/* A JSON|@FILE|- argument parsed; an object when want_object. Returns 0
+ * with *out (caller frees) or an exit status. */
+static int json_arg(const args_t *a, const char *arg, bool want_object, const char *what,
+                    json_t **out)
+{
+    char *text;
+    size_t len;
+    bool owned;
+    int rc = arg_text(a, arg, what, &text, &len, &owned);
+    if (rc != 0)
+        return rc;
+    char err[200];
+    rc = cli_json_arg(text, len, want_object, out, err, sizeof(err));
+    if (owned)
+        free(text);
+    if (rc == -ENOMEM) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    if (rc < 0)
+        return usage_error(a->cmd, "%s %s", what, err);
+    return 0;
+}
+
+/* POSTs/PUTs/PATCHes v as the body. Returns as api_opts() does. */
+static int send_json(ctx_t *ctx, const char *method, path_t *p, const json_t *v,
+                     const cli_http_opts_t *o, long quiet, json_t **out)
+{
+    char *body = json_util_dump(v);
+    if (body == NULL) {
+        cli_buf_fini(&p->b);
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    int rc = api_opts(ctx, method, p, body, o, quiet, out);
+    free(body);
+    cli_buf_fini(&p->b);
+    return rc;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* A value printed after a label: scalars on the label's line, objects and
+ * arrays pretty-printed on the lines below it. */
+static int print_value(const char *label, const json_t *v)
+{
+    if (!json_is_object(v) && !json_is_array(v)) {
+        char *t = v != NULL ? cli_json_text(v) : NULL;
+        if (v != NULL && t == NULL)
+            return -ENOMEM;
+        print_kv(label, t ? t : "-");
+        free(t);
+        return 0;
+    }
+    cli_buf_t b;
+    cli_buf_init(&b, SIZE_MAX / 2);
+    int rc = cli_json_pretty(v, &b);
+    if (rc == 0)
+        printf("%s\n%s\n", label, b.data);
+    cli_buf_fini(&b);
+    return rc;
+}
+
+/* A value compactly on one line, cut to max code points. */
+static void print_compact(const char *label, const json_t *v, size_t max)
+{
+    char *t = cli_json_text(v);
+    char *c = t ? cli_sanitize(t, max) : NULL;
+    printf("%-11s %s\n", label, c ? c : "?");
+    free(c);
+    free(t);
+}
+
+/* ---- twin ---- */
+
+/* One side of the twin: a title with version and time, then the document. */
+static int print_twin_side(const json_t *t, const char *side)
+{
+    char key[32], ts[CLI_TIME_MAX];
+    snprintf(key, sizeof(key), "%s_version", side);
+    char *ver = cli_json_text(json_object_get(t, key));
+    snprintf(key, sizeof(key), "%s_at", side);
+    time_cell(json_object_get(t, key), false, ts, sizeof(ts));
+    char title[160];
+    snprintf(title, sizeof(title), "%s (version %s, changed %s):", side, ver ? ver : "-", ts);
+    free(ver);
+    return print_value(title, json_object_get(t, side));
+}
+
+static int show_twin(const json_t *t)
+{
+    int rc = print_twin_side(t, "desired");
+    if (rc == 0) {
+        putchar('\n');
+        rc = print_twin_side(t, "reported");
+    }
+    if (rc == 0) {
+        putchar('\n');
+        rc = print_value("delta (desired keys the device has not reported yet):",
+                         json_object_get(t, "delta"));
+    }
+    return rc;
+}
+
+static int print_twin(ctx_t *ctx, const json_t *t)
+{
+    if (!json_is_object(t) || !json_is_object(json_object_get(t, "desired")) ||
+        !json_is_object(json_object_get(t, "reported")))
+        return unexpected("not a twin object");
+    if (ctx->json)
+        return print_json(t);
+    if (show_twin(t) < 0) {
+        errorf("cannot print the answer: out of memory");
+        return EXIT_SERVER;
+    }
+    return EXIT_OK;
+}
+
+static int cmd_twin_get(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    path_t p;
+    json_t *t = NULL;
+    device_path(&p, id, "/twin");
+    int rc = api(ctx, "GET", &p, NULL, &t);
+    cli_buf_fini(&p.b);
+    if (rc == 0)
+        rc = print_twin(ctx, t);
+    json_decref(t);
+    return rc;
+}
+
+static int twin_write(ctx_t *ctx, const args_t *a, bool patch)
+{
+    const char *id = a->pos[0];
+    char sbuf[64];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    int64_t version = -1;
+    if (a->set[OPT_IF_MATCH] && (util_parse_i64(a->val[OPT_IF_MATCH], &version) < 0 || version < 0))
+        return usage_error(a->cmd, "--if-match wants a desired_version number, got '%s'",
+                           shown(a->val[OPT_IF_MATCH], sbuf, sizeof(sbuf)));
+    json_t *doc = NULL, *t = NULL;
+    int rc = json_arg(a, a->pos[1], true, patch ? "the patch" : "the desired state", &doc);
+    if (rc != 0)
+        return rc;
+    /* An entity tag is quoted (RFC 9110); the server takes it either way. */
+    char etag[32];
+    snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
+    cli_http_opts_t o = {
+        .content_type = patch ? "application/merge-patch+json" : NULL,
+        .if_match = version >= 0 ? etag : NULL,
+    };
+    path_t p;
+    device_path(&p, id, "/twin/desired");
+    rc = send_json(ctx, patch ? "PATCH" : "PUT", &p, doc, &o, 412, &t);
+    if (rc == API_QUIET) {
+        errorf("desired state changed since version %lld (412 precondition_failed); read it "
+               "again with `drover twin get %s`",
+               (long long)version, id);
+        rc = EXIT_SERVER;
+    } else if (rc == 0) {
+        rc = print_twin(ctx, t);
+    }
+    json_decref(t);
+    json_decref(doc);
+    return rc;
+}
+
+static int cmd_twin_set(ctx_t *ctx, const args_t *a)
+{
+    return twin_write(ctx, a, false);
+}
+
+static int cmd_twin_patch(ctx_t *ctx, const args_t *a)
+{
+    return twin_write(ctx, a, true);
+}
+
+/* ---- commands ---- */
+
+static const char *status_of(const json_t *v)
+{
+    const char *s = json_string_value(json_object_get(v, "status"));
+    return s ? s : "";
+}
+
+static int show_command(const json_t *c)
+{
+    char ts[CLI_TIME_MAX];
+    print_kv("id:", json_string_value(json_object_get(c, "id")));
+    print_kv("device:", json_string_value(json_object_get(c, "device")));
+    print_kv("name:", json_string_value(json_object_get(c, "name")));
+    print_kv("status:", json_string_value(json_object_get(c, "status")));
+    if (json_object_get(c, "job") != NULL)
+        print_kv("job:", json_string_value(json_object_get(c, "job")));
+    print_compact("params:", json_object_get(c, "params"), 200);
+    static const char *const times[][2] = {{"created_at", "created:"},
+                                           {"sent_at", "sent:"},
+                                           {"finished_at", "finished:"},
+                                           {"expires_at", "expires:"}};
+    for (size_t i = 0; i < ARRAY_SIZE(times); i++) {
+        time_cell(json_object_get(c, times[i][0]), false, ts, sizeof(ts));
+        print_kv(times[i][1], ts);
+    }
+    return print_value("output:", json_object_get(c, "result"));
+}
+
+static int print_command(ctx_t *ctx, const json_t *c)
+{
+    if (!json_is_object(c) || json_string_value(json_object_get(c, "id")) == NULL)
+        return unexpected("not a command object");
+    if (ctx->json)
+        return print_json(c);
+    if (show_command(c) < 0) {
+        errorf("cannot print the answer: out of memory");
+        return EXIT_SERVER;
+    }
+    return EXIT_OK;
+}
+
+/* A --wait value: *bounded false for a bare --wait, else the seconds. */
+static int wait_arg(const args_t *a, bool *bounded, double *secs)
+{
+    *bounded = a->val[OPT_WAIT] != NULL;
+    *secs = 0;
+    if (*bounded && cli_parse_seconds(a->val[OPT_WAIT], secs) < 0)
+        return usage_error(a->cmd, "--wait wants seconds, more than 0 and at most 86400");
+    return 0;
+}
+
+/*
+ * Long-polls GET /commands/CID?wait= until the command ends or, when
+ * bounded, secs have passed; *cmd is replaced by each answer. Unbounded is
+ * safe: the server ends every command by its expires_at. Returns 0 or an
+ * exit status.
+ */
+static int wait_command(ctx_t *ctx, const char *cid, bool bounded, double secs, json_t **cmd)
+{
+    int64_t deadline_us = util_mono_us() + (int64_t)(secs * 1e6);
+    while (!cli_command_final(status_of(*cmd))) {
+        int64_t w = LONG_POLL_MAX_S;
+        if (bounded) {
+            int64_t left_ms = (deadline_us - util_mono_us()) / 1000;
+            if (left_ms <= 0)
+                break;
+            w = (left_ms + 999) / 1000;
+            if (w > LONG_POLL_MAX_S)
+                w = LONG_POLL_MAX_S;
+        }
+        char wbuf[24];
+        snprintf(wbuf, sizeof(wbuf), "%lld", (long long)w);
+        path_t p;
+        path_init(&p, "/api/v1/commands/");
+        path_escaped(&p, cid);
+        path_param(&p, "wait", wbuf);
+        /* The server holds the request up to w seconds, then answers. */
+        cli_http_opts_t o = {.timeout_s = (double)w + ctx->timeout_s};
+        json_t *next = NULL;
+        int rc = api_opts(ctx, "GET", &p, NULL, &o, 0, &next);
+        cli_buf_fini(&p.b);
+        if (rc != 0)
+            return rc;
+        if (!json_is_object(next)) {
+            json_decref(next);
+            return unexpected("not a command object");
+        }
+        json_decref(*cmd);
+        *cmd = next;
+    }
+    return 0;
+}
+
+/* Prints a waited-for command; the exit status says how it ended. */
+static int finish_command(ctx_t *ctx, const args_t *a, const json_t *c)
+{
+    int rc = print_command(ctx, c);
+    if (rc != EXIT_OK)
+        return rc;
+    const char *st = status_of(c);
+    char *id = cli_sanitize(json_string_value(json_object_get(c, "id")), 0);
+    char *ss = cli_sanitize(st, 32);
+    fflush(stdout);
+    if (strcmp(st, "succeeded") == 0)
+        rc = EXIT_OK;
+    else if (strcmp(st, "rejected") == 0)
+        errorf("command %s was rejected by the device", id ? id : "?");
+    else if (strcmp(st, "expired") == 0)
+        errorf("command %s expired: the device did not answer in time", id ? id : "?");
+    else if (cli_command_final(st))
+        errorf("command %s %s", id ? id : "?", ss ? ss : "?");
+    else
+        errorf("command %s is still %s after waiting %s s", id ? id : "?", ss ? ss : "?",
+               a->val[OPT_WAIT] ? a->val[OPT_WAIT] : "?");
+    if (strcmp(st, "succeeded") != 0)
+        rc = EXIT_SERVER;
+    free(id);
+    free(ss);
+    return rc;
+}
+
+static int bad_name(const args_t *a, const char *name)
+{
+    char sbuf[64];
+    return usage_error(a->cmd, "invalid command name '%s': 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                       shown(name, sbuf, sizeof(sbuf)));
+}
+
+/* {"name", "params", "timeout_s"} from NAME, --params, --param, --timeout.
+ * Returns 0 with *out or an exit status. */
+static int command_spec(const args_t *a, const char *name, json_t **out)
+{
+    if (!id_arg_ok(name))
+        return bad_name(a, name);
+    int timeout = 0;
+    if (a->set[OPT_TIMEOUT] && cli_parse_count(a->val[OPT_TIMEOUT], &timeout) < 0)
+        return usage_error(a->cmd, "--timeout wants whole seconds, 1 or more");
+    char *text = NULL;
+    size_t len = 0;
+    bool owned = false;
+    if (a->val[OPT_PARAMS] != NULL) {
+        int rc = arg_text(a, a->val[OPT_PARAMS], "--params", &text, &len, &owned);
+        if (rc != 0)
+            return rc;
+        if (strlen(text) != len) {
+            if (owned)
+                free(text);
+            return usage_error(a->cmd, "--params holds a NUL byte");
+        }
+    }
+    json_t *params = NULL;
+    char err[200];
+    int rc = cli_params_build(text, a->params, a->nparams, &params, err, sizeof(err));
+    if (owned)
+        free(text);
+    if (rc == -EINVAL)
+        return usage_error(a->cmd, "%s", err);
+    json_t *spec = rc == 0 ? json_pack("{s:s, s:o}", "name", name, "params", params) : NULL;
+    if (spec != NULL && timeout > 0 &&
+        json_object_set_new(spec, "timeout_s", json_integer(timeout)) < 0) {
+        json_decref(spec);
+        spec = NULL;
+    }
+    if (spec == NULL) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    *out = spec;
+    return 0;
+}
+
+static int cmd_cmd_send(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    bool bounded;
+    double secs;
+    int rc = wait_arg(a, &bounded, &secs);
+    json_t *spec = NULL, *c = NULL;
+    if (rc == 0)
+        rc = command_spec(a, a->pos[1], &spec);
+    if (rc != 0)
+        return rc;
+    path_t p;
+    device_path(&p, id, "/commands");
+    rc = send_json(ctx, "POST", &p, spec, NULL, 0, &c);
+    json_decref(spec);
+    if (rc != 0)
+        return rc;
+    const char *cid = json_string_value(json_object_get(c, "id"));
+    if (!json_is_object(c) || cid == NULL || !id_arg_ok(cid))
+        rc = unexpected("not a command object");
+    else if (!a->set[OPT_WAIT])
+        rc = print_command(ctx, c);
+    else {
+        char cidbuf[DROVER_ID_MAX + 1];
+        snprintf(cidbuf, sizeof(cidbuf), "%s", cid);
+        rc = wait_command(ctx, cidbuf, bounded, secs, &c);
+        if (rc == 0)
+            rc = finish_command(ctx, a, c);
+    }
+    json_decref(c);
+    return rc;
+}
+
+static int cmd_cmd_show(ctx_t *ctx, const args_t *a)
+{
+    const char *cid = a->pos[0];
+    char sbuf[64];
+    if (!id_arg_ok(cid))
+        return usage_error(a->cmd, "invalid command id '%s'", shown(cid, sbuf, sizeof(sbuf)));
+    bool bounded;
+    double secs;
+    int rc = wait_arg(a, &bounded, &secs);
+    if (rc != 0)
+        return rc;
+    path_t p;
+    json_t *c = NULL;
+    path_init(&p, "/api/v1/commands/");
+    path_escaped(&p, cid);
+    rc = api(ctx, "GET", &p, NULL, &c);
+    cli_buf_fini(&p.b);
+    if (rc != 0)
+        return rc;
+    if (!json_is_object(c))
+        rc = unexpected("not a command object");
+    else if (!a->set[OPT_WAIT])
+        rc = print_command(ctx, c);
+    else {
+        rc = wait_command(ctx, cid, bounded, secs, &c);
+        if (rc == 0)
+            rc = finish_command(ctx, a, c);
+    }
+    json_decref(c);
+    return rc;
+}
+
+/*
+ * GETs base (an escaped path) with ?limit= and ?cursor= from the options:
+ * one page, or with --all every page. *out is the first page with its `key`
+ * array holding every item fetched and `next` the last page's cursor.
+ * Returns 0 or an exit status.
+ */
+static int get_pages(ctx_t *ctx, const args_t *a, const char *base, const char *key, json_t **out)
+{
+    int limit;
+    if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &limit) < 0)
+        return usage_error(a->cmd, "--limit wants a positive number");
+    json_t *doc = NULL;
+    char *cursor = a->val[OPT_CURSOR] ? strdup(a->val[OPT_CURSOR]) : NULL;
+    int rc = EXIT_SERVER;
+    if (a->val[OPT_CURSOR] && cursor == NULL)
+        goto oom;
+    for (;;) {
+        path_t p;
+        json_t *page = NULL;
+        path_init(&p, base);
+        path_param(&p, "limit", a->val[OPT_LIMIT]);
+        path_param(&p, "cursor", cursor);
+        rc = api(ctx, "GET", &p, NULL, &page);
+        cli_buf_fini(&p.b);
+        if (rc != 0)
+            goto done;
+        json_t *items = json_object_get(page, key);
+        json_t *next = json_object_get(page, "next");
+        if (!json_is_array(items) || !(json_is_null(next) || json_is_string(next))) {
+            json_decref(page);
+            errorf("unexpected answer from the server: no %s array or next cursor", key);
+            rc = EXIT_SERVER;
+            goto done;
+        }
+        int e = 0;
+        if (doc == NULL)
+            doc = json_incref(page);
+        else if (json_array_extend(json_object_get(doc, key), items) < 0 ||
+                 json_object_set(doc, "next", next) < 0)
+            e = -ENOMEM;
+        if (e == 0 && json_array_size(json_object_get(doc, key)) > CLI_TABLE_ROWS_MAX)
+            e = -EFBIG;
+        const char *n = json_string_value(next);
+        bool stuck = n && (json_array_size(items) == 0 || (cursor && strcmp(n, cursor) == 0));
+        free(cursor);
+        cursor = n ? strdup(n) : NULL;
+        json_decref(page);
+        if (e == -EFBIG) {
+            errorf("too many %s to list at once", key);
+            rc = EXIT_SERVER;
+            goto done;
+        }
+        if (e < 0 || (n && cursor == NULL))
+            goto oom;
+        if (stuck) {
+            rc = unexpected("the next cursor does not advance");
+            goto done;
+        }
+        if (cursor == NULL || !a->set[OPT_ALL])
+            break;
+    }
+    *out = doc;
+    doc = NULL;
+    rc = 0;
+    goto done;
+oom:
+    errorf("out of memory");
+    rc = EXIT_SERVER;
+done:
+    free(cursor);
+    json_decref(doc);
+    return rc;
+}
+
+/* The cursor hint after a page that is not the last. */
+static void more_hint(const json_t *doc, const char *what)
+{
+    const char *n = json_string_value(json_object_get(doc, "next"));
+    if (n == NULL)
+        return;
+    char *c = cli_sanitize(n, 0);
+    fflush(stdout);
+    fprintf(stderr, "drover: more %s: use --all, or --cursor %s\n", what, c ? c : "?");
+    free(c);
+}
+
+static int cmd_cmd_list(ctx_t *ctx, const args_t *a)
+{
+    const char *id = a->pos[0];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    path_t p;
+    device_path(&p, id, "/commands");
+    json_t *doc = NULL;
+    int rc = p.err ? EXIT_SERVER : get_pages(ctx, a, p.b.data, "commands", &doc);
+    cli_buf_fini(&p.b);
+    if (rc != 0)
+        return rc;
+    if (ctx->json) {
+        rc = print_json(doc);
+        json_decref(doc);
+        return rc;
+    }
+    cli_table_t t;
+    cli_table_init(&t, 5);
+    const char *header[] = {"ID", "NAME", "STATUS", "CREATED", "FINISHED"};
+    int e = cli_table_add(&t, header);
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(doc, "commands"), i, c)
+    {
+        char created[CLI_TIME_MAX], finished[CLI_TIME_MAX];
+        time_cell(json_object_get(c, "created_at"), false, created, sizeof(created));
+        time_cell(json_object_get(c, "finished_at"), false, finished, sizeof(finished));
+        const char *cells[] = {json_string_value(json_object_get(c, "id")),
+                               json_string_value(json_object_get(c, "name")),
+                               json_string_value(json_object_get(c, "status")), created, finished};
+        if (e == 0)
+            e = cli_table_add(&t, cells);
+    }
+    if (e < 0) {
+        errorf("out of memory");
+        rc = EXIT_SERVER;
+    } else if (t.nrows > 1) {
+        cli_table_print(&t, stdout);
+    } else {
+        fputs("drover: no commands\n", stderr);
+    }
+    if (e == 0)
+        more_hint(doc, "commands");
+    cli_table_fini(&t);
+    json_decref(doc);
+    return rc;
+}
+
+/* ---- bulk jobs ---- */
+
+/* The job's header lines and its count of devices by state. */
+static int show_job(const json_t *j)
+{
+    char ts[CLI_TIME_MAX];
+    print_kv("job:", json_string_value(json_object_get(j, "id")));
+    print_kv("kind:", json_string_value(json_object_get(j, "kind")));
+    print_kv("status:", json_string_value(json_object_get(j, "status")));
+    print_compact("devices:", json_object_get(j, "total"), 0);
+    time_cell(json_object_get(j, "created_at"), false, ts, sizeof(ts));
+    print_kv("created:", ts);
+    time_cell(json_object_get(j, "finished_at"), false, ts, sizeof(ts));
+    print_kv("finished:", ts);
+    json_t *spec = json_object_get(j, "spec");
+    json_t *target = json_object_get(spec, "target");
+    if (json_is_string(json_object_get(target, "tag"))) {
+        char *t = cli_sanitize(json_string_value(json_object_get(target, "tag")), 200);
+        printf("%-11s tag %s\n", "target:", t ? t : "?");
+        free(t);
+    } else if (json_is_true(json_object_get(target, "all"))) {
+        print_kv("target:", "all devices");
+    } else if (json_is_array(json_object_get(target, "ids"))) {
+        cli_buf_t b;
+        cli_buf_init(&b, 4096);
+        size_t i;
+        json_t *v;
+        int e = cli_buf_puts(&b, "ids ");
+        json_array_foreach(json_object_get(target, "ids"), i, v)
+        {
+            if (e == 0 && i > 0)
+                e = cli_buf_puts(&b, ",");
+            if (e == 0 && json_is_string(v))
+                e = cli_buf_puts(&b, json_string_value(v));
+        }
+        /* A long list is cut: `drover job show --json` has it whole. */
+        char *t = b.data ? cli_sanitize(b.data, 200) : NULL;
+        print_kv("target:", t ? t : "ids ...");
+        free(t);
+        cli_buf_fini(&b);
+    } else if (target != NULL) {
+        print_compact("target:", target, 200);
+    }
+    if (json_object_get(spec, "name") != NULL) {
+        print_kv("command:", json_string_value(json_object_get(spec, "name")));
+        print_compact("params:", json_object_get(spec, "params"), 200);
+        json_t *to = json_object_get(spec, "timeout_s");
+        if (json_is_integer(to) && json_integer_value(to) > 0)
+            printf("%-11s %lld s\n", "timeout:", (long long)json_integer_value(to));
+        else
+            print_kv("timeout:", "server default");
+    }
+    if (json_object_get(spec, "patch") != NULL)
+        print_compact("patch:", json_object_get(spec, "patch"), 200);
+
+    cli_table_t t;
+    cli_table_init(&t, 2);
+    const char *header[] = {"STATE", "DEVICES"};
+    int rc = cli_table_add(&t, header);
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(j, "counts"), k, v)
+    {
+        char *n = cli_json_text(v);
+        const char *cells[] = {k, n};
+        if (rc == 0)
+            rc = n ? cli_table_add(&t, cells) : -ENOMEM;
+        free(n);
+    }
+    if (rc == 0 && t.nrows > 1) {
+        putchar('\n');
+        cli_table_print(&t, stdout);
+    }
+    cli_table_fini(&t);
+    return rc;
+}
+
+static bool job_ok(const json_t *j)
+{
+    return json_is_object(j) && json_string_value(json_object_get(j, "id")) != NULL &&
+           json_is_integer(json_object_get(j, "total")) &&
+           json_is_object(json_object_get(j, "counts"));
+}
+
+/* The job as the POST answered it: without the page of devices. */
+static int print_job(ctx_t *ctx, json_t *j)
+{
+    if (ctx->json) {
+        json_object_del(j, "devices");
+        json_object_del(j, "next");
+        return print_json(j);
+    }
+    if (show_job(j) < 0) {
+        errorf("cannot print the answer: out of memory");
+        return EXIT_SERVER;
+    }
+    return EXIT_OK;
+}
+
+static int64_t count_of(const json_t *j, const char *state)
+{
+    json_t *v = json_object_get(json_object_get(j, "counts"), state);
+    return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+/*
+ * After POST /bulk/...: prints the job, or with --wait follows it (GET
+ * /jobs/ID?limit=1, a progress line on stderr whenever it changes) until
+ * it is no longer running, then prints it. Takes ownership of job.
+ */
+static int follow_job(ctx_t *ctx, const args_t *a, json_t *job)
+{
+    int rc;
+    bool bounded;
+    double secs;
+    char jid[DROVER_ID_MAX + 1];
+    if (!job_ok(job) || !id_arg_ok(json_string_value(json_object_get(job, "id")))) {
+        json_decref(job);
+        return unexpected("not a job object");
+    }
+    snprintf(jid, sizeof(jid), "%s", json_string_value(json_object_get(job, "id")));
+    if (!a->set[OPT_WAIT]) {
+        rc = print_job(ctx, job);
+        json_decref(job);
+        fflush(stdout);
+        if (rc == EXIT_OK)
+            fprintf(stderr, "drover: follow it with `drover job show %s`\n", jid);
+        return rc;
+    }
+    rc = wait_arg(a, &bounded, &secs);
+    if (rc != 0) {
+        json_decref(job);
+        return rc;
+    }
+    int64_t deadline_us = util_mono_us() + (int64_t)(secs * 1e6);
+    int64_t delay_ms = 250;
+    char last[512] = "", line[512];
+    for (;;) {
+        if (cli_job_progress(job, line, sizeof(line)) == 0 && strcmp(line, last) != 0) {
+            fprintf(stderr, "%s\n", line);
+            memcpy(last, line, sizeof(last));
+        }
+        const char *st = status_of(job);
+        if (strcmp(st, "running") != 0)
+            break;
+        if (bounded) {
+            int64_t left_ms = (deadline_us - util_mono_us()) / 1000;
+            if (left_ms <= 0) {
+                rc = print_job(ctx, job);
+                json_decref(job);
+                fflush(stdout);
+                errorf("job %s is still running after %s s", jid, a->val[OPT_WAIT]);
+                return rc == EXIT_OK ? EXIT_SERVER : rc;
+            }
+            sleep_ms(delay_ms < left_ms ? delay_ms : left_ms);
+        } else {
+            sleep_ms(delay_ms);
+        }
+        delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
+        path_t p;
+        json_t *next = NULL;
+        path_init(&p, "/api/v1/jobs/");
+        path_escaped(&p, jid);
+        path_param(&p, "limit", "1");
+        rc = api(ctx, "GET", &p, NULL, &next);
+        cli_buf_fini(&p.b);
+        if (rc != 0) {
+            json_decref(job);
+            return rc;
+        }
+        if (!job_ok(next)) {
+            json_decref(next);
+            json_decref(job);
+            return unexpected("not a job object");
+        }
+        json_decref(job);
+        job = next;
+    }
+    rc = print_job(ctx, job);
+    fflush(stdout);
+    const char *st = status_of(job);
+    int64_t total = json_integer_value(json_object_get(job, "total"));
+    int64_t good = count_of(job, "succeeded") + count_of(job, "applied");
+    if (rc == EXIT_OK && strcmp(st, "done") != 0) {
+        char *ss = cli_sanitize(st, 32);
+        errorf("job %s ended %s", jid, ss ? ss : "?");
+        free(ss);
+        rc = EXIT_SERVER;
+    } else if (rc == EXIT_OK && good < total) {
+        errorf("job %s: %lld of %lld devices did not succeed; see `drover job show %s`", jid,
+               (long long)(total - good), (long long)total, jid);
+        rc = EXIT_SERVER;
+    }
+    json_decref(job);
+    return rc;
+}
+
+/* The target from --tag, --ids and --all-devices. */
+static int target_arg(const args_t *a, json_t **out)
+{
+    char err[200];
+    int rc = cli_target_build(a->ntags ? a->tags[0] : NULL, a->val[OPT_IDS],
+                              a->set[OPT_ALL_DEVICES], out, err, sizeof(err));
+    if (rc == -EINVAL)
+        return usage_error(a->cmd, "%s", err);
+    if (rc < 0) {
+        errorf("out of memory");
+        return EXIT_SERVER;
+    }
+    return 0;
+}
+
+static int cmd_bulk_cmd(ctx_t *ctx, const args_t *a)
+{
+    bool bounded;
+    double secs;
+    json_t *target = NULL, *spec = NULL, *job = NULL;
+    int rc = wait_arg(a, &bounded, &secs);
+    if (rc == 0)
+        rc = target_arg(a, &target);
+    if (rc == 0)
+        rc = command_spec(a, a->pos[0], &spec);
+    if (rc == 0 && json_object_set(spec, "target", target) < 0) {
+        errorf("out of memory");
+        rc = EXIT_SERVER;
+    }
+    if (rc == 0) {
+        path_t p;
+        path_init(&p, "/api/v1/bulk/commands");
+        rc = send_json(ctx, "POST", &p, spec, NULL, 0, &job);
+    }
+    json_decref(target);
+    json_decref(spec);
+    if (rc != 0)
+        return rc;
+    return follow_job(ctx, a, job);
+}
+
+static int cmd_bulk_twin(ctx_t *ctx, const args_t *a)
+{
+    bool bounded;
+    double secs;
+    json_t *target = NULL, *patch = NULL, *body = NULL, *job = NULL;
+    int rc = wait_arg(a, &bounded, &secs);
+    if (rc == 0)
+        rc = target_arg(a, &target);
+    if (rc == 0)
+        rc = json_arg(a, a->pos[0], true, "the patch", &patch);
+    if (rc == 0) {
+        body = json_pack("{s:O, s:O}", "target", target, "patch", patch);
+        if (body == NULL) {
+            errorf("out of memory");
+            rc = EXIT_SERVER;
+        }
+    }
+    if (rc == 0) {
+        path_t p;
+        path_init(&p, "/api/v1/bulk/twin");
+        rc = send_json(ctx, "POST", &p, body, NULL, 0, &job);
+    }
+    json_decref(target);
+    json_decref(patch);
+    json_decref(body);
+    if (rc != 0)
+        return rc;
+    return follow_job(ctx, a, job);
+}
+
+static int cmd_job_show(ctx_t *ctx, const args_t *a)
+{
+    const char *jid = a->pos[0];
+    char sbuf[64];
+    if (!id_arg_ok(jid))
+        return usage_error(a->cmd, "invalid job id '%s'", shown(jid, sbuf, sizeof(sbuf)));
+    path_t p;
+    path_init(&p, "/api/v1/jobs/");
+    path_escaped(&p, jid);
+    json_t *doc = NULL;
+    int rc = p.err ? EXIT_SERVER : get_pages(ctx, a, p.b.data, "devices", &doc);
+    cli_buf_fini(&p.b);
+    if (rc != 0)
+        return rc;
+    if (!job_ok(doc)) {
+        json_decref(doc);
+        return unexpected("not a job object");
+    }
+    if (ctx->json) {
+        rc = print_json(doc);
+        json_decref(doc);
+        return rc;
+    }
+    const char *kind = json_string_value(json_object_get(doc, "kind"));
+    bool cmd = kind != NULL && strcmp(kind, "command") == 0;
+    cli_table_t t;
+    cli_table_init(&t, 3);
+    const char *header[] = {"DEVICE", "STATUS", cmd ? "COMMAND" : "DETAIL"};
+    int e = show_job(doc);
+    if (e == 0)
+        e = cli_table_add(&t, header);
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(doc, "devices"), i, d)
+    {
+        const char *cells[] = {json_string_value(json_object_get(d, "device")),
+                               json_string_value(json_object_get(d, "status")),
+                               json_string_value(json_object_get(d, cmd ? "command" : "detail"))};
+        if (e == 0)
+            e = cli_table_add(&t, cells);
+    }
+    if (e < 0) {
+        errorf("out of memory");
+        rc = EXIT_SERVER;
+    } else if (t.nrows > 1) {
+        putchar('\n');
+        cli_table_print(&t, stdout);
+    }
+    if (e == 0)
+        more_hint(doc, "devices");
+    cli_table_fini(&t);
+    json_decref(doc);
+    return rc;
+}
+
 static int cmd_help(ctx_t *ctx, const args_t *a)
 {
     char sbuf[64];
@@ -1481,7 +2629,8 @@ int main(int argc, char **argv)
         goto out;
     }
     ctx.json = a.set[OPT_JSON];
-    if (a.set[OPT_TIMEOUT] && cli_parse_seconds(a.val[OPT_TIMEOUT], &ctx.timeout_s) < 0) {
+    if (a.set[OPT_TIMEOUT] && !a.cmd->command_timeout &&
+        cli_parse_seconds(a.val[OPT_TIMEOUT], &ctx.timeout_s) < 0) {
         rc = usage_error(a.cmd, "--timeout wants seconds, more than 0 and at most 86400");
         goto out;
     }

@@ -1,7 +1,9 @@
 /*
  * Unit tests of the CLI's pure helpers (cli/cli_util.c): time arguments and
  * formatting, option values, the config file, JSON text and pretty printing,
- * terminal-safe text and aligned tables. No server, no libcurl.
+ * terminal-safe text, aligned tables, and the arguments and progress text of
+ * the control commands (params, bulk targets, job progress). No server, no
+ * libcurl.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -331,6 +333,218 @@ static void test_table(void **state)
     cli_table_fini(&t);
 }
 
+/* ---- control commands ---------------------------------------------------- */
+
+static char *dump(const json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    assert_non_null(s);
+    return s;
+}
+
+static void assert_json(const json_t *v, const char *want)
+{
+    char *s = dump(v);
+    assert_string_equal(s, want);
+    free(s);
+}
+
+static void test_json_arg(void **state)
+{
+    (void)state;
+    json_t *v = NULL;
+    char err[200];
+    assert_int_equal(cli_json_arg("{\"a\": [1, 2]}", 13, true, &v, err, sizeof(err)), 0);
+    assert_json(v, "{\"a\":[1,2]}");
+    json_decref(v);
+    assert_int_equal(cli_json_arg("[1]", 3, false, &v, err, sizeof(err)), 0);
+    json_decref(v);
+    v = NULL;
+    assert_int_equal(cli_json_arg("[1]", 3, true, &v, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "object"));
+    assert_int_equal(cli_json_arg("{\"a\":", 5, true, &v, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "not valid JSON"));
+    assert_int_equal(cli_json_arg("{} {}", 5, true, &v, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cli_json_arg("", 0, true, &v, err, sizeof(err)), -EINVAL);
+    assert_null(v); /* untouched on failure */
+}
+
+static void test_param_value(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"5", "5"},
+        {"-12", "-12"},
+        {"2.5", "2.5"},
+        {"1e3", "1000.0"},
+        {"true", "true"},
+        {"false", "false"},
+        {"null", "null"},
+        {"abc", "\"abc\""},
+        {"", "\"\""},
+        {"05", "\"05\""},
+        {" 5", "\" 5\""},
+        {"5 ", "\"5 \""},
+        {"+5", "\"+5\""},
+        {"1.", "\"1.\""},
+        {".5", "\".5\""},
+        {"0x10", "\"0x10\""},
+        {"True", "\"True\""},
+        {"[1]", "\"[1]\""},
+        {"{\"a\":1}", "\"{\\\"a\\\":1}\""},
+        {"\"q\"", "\"\\\"q\\\"\""},
+        {"-l -a", "\"-l -a\""},
+        /* Beyond 64 bits: kept as text rather than changed. */
+        {"99999999999999999999", "\"99999999999999999999\""},
+        {"caf\xc3\xa9", "\"caf\xc3\xa9\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = NULL;
+        assert_int_equal(cli_param_value(cases[i].in, &v), 0);
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        if (strcmp(s, cases[i].out) != 0)
+            fail_msg("'%s' gave %s, want %s", cases[i].in, s, cases[i].out);
+        free(s);
+        json_decref(v);
+    }
+    json_t *v = NULL;
+    assert_int_equal(cli_param_value("\xff", &v), -EINVAL);
+    assert_int_equal(cli_param_value("\xed\xa0\x80", &v), -EINVAL); /* a surrogate */
+    assert_int_equal(cli_param_value("\xc0\xaf", &v), -EINVAL);     /* overlong */
+    assert_null(v);
+}
+
+static void test_params_build(void **state)
+{
+    (void)state;
+    json_t *p = NULL;
+    char err[200];
+    assert_int_equal(cli_params_build(NULL, NULL, 0, &p, err, sizeof(err)), 0);
+    assert_json(p, "{}");
+    json_decref(p);
+
+    const char *kv[] = {"n=5", "mode=fast", "args=-l", "eq=a=b", "b=true"};
+    assert_int_equal(cli_params_build(NULL, kv, 5, &p, err, sizeof(err)), 0);
+    assert_json(p, "{\"n\":5,\"mode\":\"fast\",\"args\":\"-l\",\"eq\":\"a=b\",\"b\":true}");
+    json_decref(p);
+
+    /* --param overrides a key of --params; other keys stay. */
+    const char *over[] = {"n=7"};
+    assert_int_equal(
+        cli_params_build("{\"n\": 1, \"args\": [\"-l\"]}", over, 1, &p, err, sizeof(err)), 0);
+    assert_json(p, "{\"n\":7,\"args\":[\"-l\"]}");
+    json_decref(p);
+
+    p = NULL;
+    const char *dup[] = {"a=1", "a=2"};
+    assert_int_equal(cli_params_build(NULL, dup, 2, &p, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "twice"));
+    const char *nokey[] = {"=1"};
+    assert_int_equal(cli_params_build(NULL, nokey, 1, &p, err, sizeof(err)), -EINVAL);
+    const char *noeq[] = {"flag"};
+    assert_int_equal(cli_params_build(NULL, noeq, 1, &p, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cli_params_build("[1]", NULL, 0, &p, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "--params"));
+    assert_int_equal(cli_params_build("{", NULL, 0, &p, err, sizeof(err)), -EINVAL);
+    const char *badutf[] = {"k=\xff"};
+    assert_int_equal(cli_params_build(NULL, badutf, 1, &p, err, sizeof(err)), -EINVAL);
+    assert_null(p);
+}
+
+static void test_target_build(void **state)
+{
+    (void)state;
+    json_t *t = NULL;
+    char err[200];
+    assert_int_equal(cli_target_build("site=berlin", NULL, false, &t, err, sizeof(err)), 0);
+    assert_json(t, "{\"tag\":\"site=berlin\"}");
+    json_decref(t);
+    assert_int_equal(cli_target_build(NULL, NULL, true, &t, err, sizeof(err)), 0);
+    assert_json(t, "{\"all\":true}");
+    json_decref(t);
+    assert_int_equal(cli_target_build(NULL, "a,b.c,d_e-1", false, &t, err, sizeof(err)), 0);
+    assert_json(t, "{\"ids\":[\"a\",\"b.c\",\"d_e-1\"]}");
+    json_decref(t);
+    assert_int_equal(cli_target_build(NULL, "solo", false, &t, err, sizeof(err)), 0);
+    assert_json(t, "{\"ids\":[\"solo\"]}");
+    json_decref(t);
+
+    t = NULL;
+    /* Exactly one of the three. */
+    assert_int_equal(cli_target_build(NULL, NULL, false, &t, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cli_target_build("a=b", "x", false, &t, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cli_target_build("a=b", NULL, true, &t, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cli_target_build(NULL, "x", true, &t, err, sizeof(err)), -EINVAL);
+    /* Bad tags and ids. */
+    assert_int_equal(cli_target_build("novalue", NULL, false, &t, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cli_target_build("=v", NULL, false, &t, err, sizeof(err)), -EINVAL);
+    const char *bad[] = {"", ",", "a,", ",a", "a,,b", "a b", "a/b", "a,b,a"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(cli_target_build(NULL, bad[i], false, &t, err, sizeof(err)), -EINVAL);
+    char longid[80];
+    memset(longid, 'x', 65);
+    longid[65] = '\0';
+    assert_int_equal(cli_target_build(NULL, longid, false, &t, err, sizeof(err)), -EINVAL);
+    assert_null(t);
+}
+
+static void test_command_final(void **state)
+{
+    (void)state;
+    assert_true(cli_command_final("succeeded"));
+    assert_true(cli_command_final("failed"));
+    assert_true(cli_command_final("rejected"));
+    assert_true(cli_command_final("expired"));
+    assert_false(cli_command_final("queued"));
+    assert_false(cli_command_final("sent"));
+    assert_false(cli_command_final(""));
+    assert_false(cli_command_final(NULL));
+}
+
+static void test_job_progress(void **state)
+{
+    (void)state;
+    char out[200];
+    json_t *j = json_loads("{\"id\": \"job_1f\", \"total\": 10000, \"counts\": {\"sent\": 400, "
+                           "\"queued\": 100, \"failed\": 100, \"succeeded\": 9400}}",
+                           0, NULL);
+    assert_non_null(j);
+    assert_int_equal(cli_job_pending(j), 500);
+    assert_int_equal(cli_job_progress(j, out, sizeof(out)), 0);
+    assert_string_equal(out, "job_1f: 9500/10000 done (succeeded 9400, failed 100)");
+    char small[20];
+    assert_int_equal(cli_job_progress(j, small, sizeof(small)), -ERANGE);
+    json_decref(j);
+
+    /* Nothing ended yet: no parenthesis. */
+    j = json_loads("{\"id\": \"job_2\", \"total\": 5, \"counts\": {\"pending\": 5}}", 0, NULL);
+    assert_int_equal(cli_job_progress(j, out, sizeof(out)), 0);
+    assert_string_equal(out, "job_2: 0/5 done");
+    json_decref(j);
+
+    /* Twin jobs, deleted devices, a state this CLI does not know. */
+    j = json_loads("{\"id\": \"job_3\", \"total\": 6, \"counts\": {\"zapped\": 1, "
+                   "\"applied\": 3, \"deleted\": 2}}",
+                   0, NULL);
+    assert_int_equal(cli_job_pending(j), 0);
+    assert_int_equal(cli_job_progress(j, out, sizeof(out)), 0);
+    assert_string_equal(out, "job_3: 6/6 done (applied 3, deleted 2, zapped 1)");
+    json_decref(j);
+
+    /* Control characters from the server are neutralised. */
+    j = json_loads("{\"id\": \"job_\\u001b[2J\", \"total\": 0, \"counts\": {}}", 0, NULL);
+    assert_int_equal(cli_job_progress(j, out, sizeof(out)), 0);
+    assert_string_equal(out, "job_?[2J: 0/0 done");
+    json_decref(j);
+
+    j = json_loads("{\"id\": \"job_4\", \"total\": 5}", 0, NULL);
+    assert_int_equal(cli_job_pending(j), -1);
+    assert_int_equal(cli_job_progress(j, out, sizeof(out)), -EINVAL);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +560,12 @@ int main(void)
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_json_arg),
+        cmocka_unit_test(test_param_value),
+        cmocka_unit_test(test_params_build),
+        cmocka_unit_test(test_target_build),
+        cmocka_unit_test(test_command_final),
+        cmocka_unit_test(test_job_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
