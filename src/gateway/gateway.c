@@ -403,16 +403,24 @@ static const mqtt_hooks_t hooks = {
 
 /* A device's credential was revoked (deleted or rotated): drop its live
  * connection now. A deleted device's session goes too. */
-static void revoke(void *ctx, const char *id, bool deleted)
+static void revoke(void *ctx, const char *id, registry_reason_t why)
 {
     gateway_t *gw = ctx;
+    bool deleted = why == REGISTRY_DELETED;
     if (deleted) {
         commands_forget_device(gw->cmds, id);
         twin_forget(gw->twin, id);
     }
-    if (mqtt_broker_kick(gw->broker, id, MQTT_RC_NOT_AUTHORIZED, deleted) == 0)
-        log_info("device '%s': connection dropped (%s)", id,
-                 deleted ? "device deleted" : "secret rotated");
+    if (why != REGISTRY_ROTATED) {
+        /* What the device left behind goes with it. */
+        char prefix[DROVER_ID_MAX + 16];
+        snprintf(prefix, sizeof(prefix), "devices/%s/", id);
+        mqtt_broker_drop_retained(gw->broker, prefix);
+    }
+    static const char *const reasons[] = {"secret rotated", "device deleted",
+                                          "credentials revoked"};
+    if (mqtt_broker_kick(gw->broker, id, MQTT_RC_NOT_AUTHORIZED, why != REGISTRY_ROTATED) == 0)
+        log_info("device '%s': connection dropped (%s)", id, reasons[why]);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)

@@ -49,7 +49,7 @@ struct slot {
     registry_device_t *dev; /* NULL: empty */
 };
 
-enum op_kind { OP_CREATE, OP_DELETE, OP_ROTATE };
+enum op_kind { OP_CREATE, OP_DELETE, OP_ROTATE, OP_REVOKE };
 
 /* One create/delete/rotate waiting for the store. */
 struct op {
@@ -222,6 +222,7 @@ static int load_one(void *arg, const store_device_t *sd)
     memcpy(d->secret_hash, sd->secret_hash, sizeof(d->secret_hash));
     d->last_seen = sd->last_seen;
     d->last_seq = sd->last_seq;
+    d->revoked = sd->revoked_at != 0;
     d->online = false;
     int rc = table_add(l->reg, d);
     if (rc < 0) {
@@ -302,7 +303,7 @@ int registry_authenticate(registry_t *reg, const char *id, const char *secret, s
     OPENSSL_cleanse(got, sizeof(got));
     if (d == NULL)
         return -ENOENT;
-    return equal ? 0 : -EACCES;
+    return equal && !d->revoked ? 0 : -EACCES;
 }
 
 /* ---- Presence ------------------------------------------------------------ */
@@ -480,7 +481,7 @@ static void delete_done(void *arg, int rc, int64_t value)
             /* The hook runs while d is still in the table, so a disconnect
              * it triggers can still mark d offline; d is gone after it. */
             if (reg->revoke != NULL)
-                reg->revoke(reg->revoke_ctx, op->id, true);
+                reg->revoke(reg->revoke_ctx, op->id, REGISTRY_DELETED);
             d = registry_find(reg, op->id);
             if (d != NULL && d->key == op->key)
                 table_remove(reg, d);
@@ -524,7 +525,7 @@ static void rotate_done(void *arg, int rc, int64_t value)
             memcpy(d->salt, op->salt, sizeof(d->salt));
             memcpy(d->secret_hash, op->hash, sizeof(d->secret_hash));
             if (reg->revoke != NULL)
-                reg->revoke(reg->revoke_ctx, op->id, false);
+                reg->revoke(reg->revoke_ctx, op->id, REGISTRY_ROTATED);
         }
     }
     registry_secret_fn done = op->secret_done;
@@ -615,4 +616,161 @@ int registry_list(registry_t *reg, const char *after, const char *tag_key, const
 {
     struct list_ctx l = {reg, fn, arg};
     return store_device_list(reg->st, after, tag_key, tag_value, limit, list_one, &l);
+}
+
+/* ---- Revocation, adoption, import ------------------------------------------ */
+
+static void revoke_done(void *arg, int rc, int64_t value)
+{
+    (void)value;
+    struct op *op = arg;
+    registry_t *reg = op->reg;
+    if (rc == 0 && reg != NULL) {
+        registry_device_t *d = registry_find(reg, op->id);
+        if (d != NULL && d->key == op->key) {
+            d->revoked = true;
+            if (reg->revoke != NULL)
+                reg->revoke(reg->revoke_ctx, op->id, REGISTRY_REVOKED);
+        }
+    }
+    registry_done_fn done = op->done;
+    void *cb_arg = op->arg;
+    op_free(op);
+    if (done != NULL)
+        done(cb_arg, rc);
+}
+
+void registry_revoke(registry_t *reg, const char *id, registry_done_fn done, void *arg)
+{
+    registry_device_t *d = registry_find(reg, id);
+    if (d == NULL) {
+        if (done != NULL)
+            done(arg, -ENOENT);
+        return;
+    }
+    struct op *op = op_new(reg, OP_REVOKE, d->id);
+    if (op == NULL) {
+        if (done != NULL)
+            done(arg, -ENOMEM);
+        return;
+    }
+    op->key = d->key;
+    op->done = done;
+    op->arg = arg;
+    int64_t now = util_now_ms();
+    /* Both writes land in order; the device's completion comes last, so
+     * when it reports success the certificates are revoked too. */
+    store_cert_revoke(reg->st, NULL, d->key, now, NULL, NULL);
+    store_device_revoke(reg->st, d->key, now, revoke_done, op);
+}
+
+int registry_adopt(registry_t *reg, const store_device_t *sd)
+{
+    if (registry_find(reg, sd->id) != NULL)
+        return -EEXIST;
+    registry_device_t *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return -ENOMEM;
+    d->key = sd->key;
+    snprintf(d->id, sizeof(d->id), "%s", sd->id);
+    memcpy(d->salt, sd->salt, sizeof(d->salt));
+    memcpy(d->secret_hash, sd->secret_hash, sizeof(d->secret_hash));
+    d->last_seen = sd->last_seen;
+    d->last_seq = sd->last_seq;
+    d->revoked = sd->revoked_at != 0;
+    int rc = table_add(reg, d);
+    if (rc < 0)
+        free(d);
+    return rc;
+}
+
+struct import_op {
+    registry_t *reg;
+    size_t n;
+    store_device_t *devs;
+    char (*secrets)[CRYPTO_SECRET_LEN + 1];
+    registry_import_fn done;
+    void *arg;
+};
+
+static void import_free(struct import_op *op)
+{
+    if (op->devs != NULL) {
+        for (size_t i = 0; i < op->n; i++)
+            free(op->devs[i].tags_json);
+    }
+    if (op->secrets != NULL)
+        OPENSSL_cleanse(op->secrets, op->n * sizeof(*op->secrets));
+    free(op->devs);
+    free(op->secrets);
+    free(op);
+}
+
+static void import_done(void *arg, int rc, int64_t first_key)
+{
+    struct import_op *op = arg;
+    const char **secrets = NULL;
+    if (rc == 0) {
+        secrets = malloc(op->n * sizeof(*secrets));
+        for (size_t i = 0; i < op->n; i++) {
+            op->devs[i].key = first_key + (int64_t)i;
+            op->devs[i].last_seq = -1;
+            registry_adopt(op->reg, &op->devs[i]);
+            if (secrets != NULL)
+                secrets[i] = op->secrets[i];
+        }
+        if (secrets == NULL)
+            rc = -ENOMEM; /* created, but the secrets cannot be handed out */
+    }
+    if (op->done != NULL)
+        op->done(op->arg, rc, rc == 0 ? secrets : NULL, rc == 0 ? op->n : 0);
+    free(secrets);
+    import_free(op);
+}
+
+void registry_import(registry_t *reg, const char *const *ids, const char *const *tags_json,
+                     size_t n, registry_import_fn done, void *arg)
+{
+    int rc = -ENOMEM;
+    struct import_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        goto fail;
+    op->reg = reg;
+    op->n = n;
+    op->done = done;
+    op->arg = arg;
+    op->devs = calloc(n ? n : 1, sizeof(*op->devs));
+    op->secrets = calloc(n ? n : 1, sizeof(*op->secrets));
+    if (op->devs == NULL || op->secrets == NULL)
+        goto fail;
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        store_device_t *d = &op->devs[i];
+        if (!util_id_valid(ids[i], strnlen(ids[i], DROVER_ID_MAX + 1))) {
+            rc = -EINVAL;
+            goto fail;
+        }
+        if (registry_find(reg, ids[i]) != NULL) {
+            rc = -EEXIST;
+            goto fail;
+        }
+        snprintf(d->id, sizeof(d->id), "%s", ids[i]);
+        d->tags_json = strdup(tags_json[i] != NULL ? tags_json[i] : "{}");
+        if (d->tags_json == NULL)
+            goto fail;
+        if (crypto_secret_new("", op->secrets[i], sizeof(op->secrets[i])) < 0 ||
+            crypto_random(d->salt, sizeof(d->salt)) < 0) {
+            rc = -EIO;
+            goto fail;
+        }
+        crypto_hash_secret(d->salt, op->secrets[i], strlen(op->secrets[i]), d->secret_hash);
+        d->created_at = now;
+    }
+    store_device_insert_many(reg->st, op->devs, n, import_done, op);
+    return;
+fail:
+    if (op != NULL)
+        import_free(op);
+    if (done != NULL)
+        done(arg, rc, NULL, 0);
 }

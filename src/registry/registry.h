@@ -32,12 +32,19 @@ typedef struct registry_device {
     bool dirty; /* last_seen changed since it was last written */
     int64_t last_seen;
     int64_t last_seq; /* highest telemetry seq accepted; -1 = none */
+    bool revoked;     /* every credential revoked: nothing authenticates it */
 } registry_device_t;
 
-/* Called when a device's credential stops being valid (deleted, secret
- * rotated): whoever holds its connection must drop it. deleted: the device
- * is going away (the hook runs while it is still in the table). */
-typedef void (*registry_revoke_fn)(void *ctx, const char *id, bool deleted);
+/* Why a device's credentials stopped being valid. */
+typedef enum {
+    REGISTRY_ROTATED = 0, /* the secret was replaced */
+    REGISTRY_DELETED = 1, /* the device is going away (still in the table) */
+    REGISTRY_REVOKED = 2, /* every credential of the device was revoked */
+} registry_reason_t;
+
+/* Called when a device's credential stops being valid: whoever holds its
+ * connection must drop it (and, unless rotated, its session). */
+typedef void (*registry_revoke_fn)(void *ctx, const char *id, registry_reason_t why);
 
 /* Loads every device from st. Borrows st, which must outlive the registry. */
 int registry_new(store_t *st, registry_t **out);
@@ -77,6 +84,24 @@ void registry_delete(registry_t *reg, const char *id, registry_done_fn done, voi
 /* Issues a new secret; the old one stops working at once and a live
  * connection is dropped. -ENOENT if unknown. */
 void registry_rotate_secret(registry_t *reg, const char *id, registry_secret_fn done, void *arg);
+
+/* Revokes every credential of a device (its secret, and, through the
+ * store, its certificates): it can no longer authenticate; its live
+ * connection and session are dropped through the revoke hook.
+ * -ENOENT if unknown. */
+void registry_revoke(registry_t *reg, const char *id, registry_done_fn done, void *arg);
+
+/* Adds a device the store already holds (inserted by enrollment or
+ * import) to the table. -EEXIST if the id is present. */
+int registry_adopt(registry_t *reg, const store_device_t *d);
+
+/* Creates n devices in one all-or-nothing write, each with a fresh secret.
+ * tags_json[i] may be NULL ({}). done gets rc and, on success, the n
+ * secrets in order (borrowed for the call). -EEXIST when an id is taken
+ * (nothing created), -EINVAL for a bad id. */
+typedef void (*registry_import_fn)(void *arg, int rc, const char *const *secrets, size_t n);
+void registry_import(registry_t *reg, const char *const *ids, const char *const *tags_json,
+                     size_t n, registry_import_fn done, void *arg);
 
 /* Reads for the API (through the store; presence from memory). */
 int registry_get(registry_t *reg, const char *id, store_device_t *out);

@@ -40,7 +40,7 @@ typedef struct res {
 static char g_revoked[16][DROVER_ID_MAX + 1];
 static int g_nrevoked;
 
-static void on_revoke(void *ctx, const char *id, bool deleted)
+static void on_revoke(void *ctx, const char *id, registry_reason_t deleted)
 {
     (void)ctx;
     (void)deleted;
@@ -269,10 +269,10 @@ static void test_delete(void **state)
 /* A revoke hook that marks the device offline, as the broker does when it
  * drops the connection. */
 static registry_t *g_hook_reg;
-static void offline_hook(void *ctx, const char *id, bool deleted)
+static void offline_hook(void *ctx, const char *id, registry_reason_t deleted)
 {
     (void)ctx;
-    assert_true(deleted);
+    assert_int_equal(deleted, REGISTRY_DELETED);
     registry_device_t *d = registry_find(g_hook_reg, id);
     assert_non_null(d);
     registry_set_offline(g_hook_reg, d, util_now_ms());
