@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
     build-essential cmake pkg-config clang
     libevent-dev libssl-dev libsqlite3-dev libjansson-dev libcurl4-openssl-dev
-    libcmocka-dev
+    libcmocka-dev libmosquitto-dev
     mosquitto mosquitto-clients python3-paho-mqtt curl
 )
 
