@@ -17,9 +17,13 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "common/json.h"
 #include "common/log.h"
+#include "common/strmap.h"
 #include "common/util.h"
 #include "mqtt/codec.h"
+#include "pki/pki.h"
+#include "security/tls.h"
 #include "mqtt/topic.h"
 #include "security/tokens.h"
 #include "telemetry/telemetry.h"
@@ -30,6 +34,8 @@ struct gateway {
     registry_t *registry;
     twin_t *twin;
     commands_t *cmds;
+    pki_t *pki;
+    strmap_t live; /* device id -> its connected gw_client */
     mqtt_broker_t *broker;
     struct event *flush_timer;
     uint64_t telemetry_msgs;
@@ -45,11 +51,64 @@ struct gateway {
 typedef struct gw_client {
     bool device;
     char id[DROVER_ID_MAX + 1];
+    char serial[80]; /* the client certificate it authenticated with, or "" */
 } gw_client_t;
+
+/* A device that presented a client certificate: the certificate is its
+ * credential. It must verify against the fleet CA (the handshake checked
+ * chain and validity), not be revoked, name a registered, non-revoked
+ * device in its CN, and the client id (and username, if any) must be
+ * that id. Returns 0 and fills grant, a CONNACK reason, or -1 when no
+ * certificate was presented (password authentication follows). */
+static int cert_auth(gateway_t *gw, const mqtt_auth_t *a, mqtt_grant_t *grant)
+{
+    bool verified = false;
+    char cn[DROVER_ID_MAX + 2] = "", serial[80] = "";
+    if (a->tls == NULL ||
+        tls_peer_identity(a->tls, &verified, cn, sizeof(cn), serial, sizeof(serial)) < 0)
+        return -1;
+    if (!verified || gw->pki == NULL) {
+        log_info("mqtt %s: refused: client certificate did not verify", a->peer);
+        return MQTT_RC_BAD_USER_OR_PASSWORD;
+    }
+    if (pki_serial_revoked(gw->pki, serial)) {
+        log_info("mqtt %s: refused '%s': certificate %s is revoked", a->peer, cn, serial);
+        return MQTT_RC_NOT_AUTHORIZED;
+    }
+    registry_device_t *d = registry_find(gw->registry, cn);
+    if (d == NULL || d->revoked) {
+        log_info("mqtt %s: refused certificate for '%s': %s", a->peer, cn,
+                 d == NULL ? "unknown device" : "device revoked");
+        return MQTT_RC_NOT_AUTHORIZED;
+    }
+    size_t n = strlen(cn);
+    if (n > DROVER_ID_MAX)
+        return MQTT_RC_NOT_AUTHORIZED;
+    if (a->client_id_len != n || memcmp(a->client_id, cn, n) != 0 ||
+        (a->has_username && (a->username_len != n || memcmp(a->username, cn, n) != 0))) {
+        log_info("mqtt %s: refused: client id must be the certificate's CN '%s'", a->peer, cn);
+        return MQTT_RC_CLIENT_ID_INVALID;
+    }
+    gw_client_t *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL)
+        return MQTT_RC_SERVER_UNAVAILABLE;
+    cl->device = true;
+    memcpy(cl->id, cn, n + 1); /* n <= DROVER_ID_MAX: a registered id */
+    snprintf(cl->serial, sizeof(cl->serial), "%s", serial);
+    grant->user = cl;
+    snprintf(grant->acl_prefix, sizeof(grant->acl_prefix), "devices/%s/", cn);
+    return 0;
+}
 
 static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant)
 {
     gateway_t *gw = ctx;
+    int crc = cert_auth(gw, a, grant);
+    if (crc >= 0) {
+        if (crc > 0)
+            gw->auth_failures++;
+        return (uint8_t)crc;
+    }
     const char *pw = (const char *)a->password;
     size_t pwl = a->password_len;
 
@@ -145,6 +204,7 @@ static void connected(void *ctx, void *user)
     gw_client_t *cl = user;
     if (!cl->device)
         return;
+    strmap_put(&gw->live, cl->id, strlen(cl->id), cl);
     registry_device_t *d = registry_find(gw->registry, cl->id);
     if (d != NULL)
         registry_set_online(gw->registry, d, util_now_ms());
@@ -154,6 +214,8 @@ static void disconnected(void *ctx, void *user, bool clean)
 {
     gateway_t *gw = ctx;
     gw_client_t *cl = user;
+    if (cl->device && strmap_get(&gw->live, cl->id, strlen(cl->id)) == cl)
+        strmap_del(&gw->live, cl->id, strlen(cl->id));
     if (cl->device) {
         registry_device_t *d = registry_find(gw->registry, cl->id);
         if (d != NULL && d->online) {
@@ -320,6 +382,70 @@ static int on_result(gateway_t *gw, registry_device_t *d, const char *cid, size_
     }
 }
 
+/* Certificate renewal over MQTT: {"csr": PEM} on certificates/renew; the
+ * new certificate comes back on certificates/issued once stored. */
+typedef struct renewop {
+    gateway_t *gw;
+    mqtt_ticket_t *ticket;
+    char id[DROVER_ID_MAX + 1];
+} renewop_t;
+
+static void renewed(void *arg, int rc, const store_cert_t *cert, const char *err)
+{
+    renewop_t *op = arg;
+    gateway_t *gw = op->gw;
+    if (rc == 0) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "serial", cert->serial, "certificate",
+                              cert->pem, "ca_certificate", pki_ca_pem(gw->pki), "not_after",
+                              (json_int_t)cert->not_after);
+        char *msg = o ? json_util_dump(o) : NULL;
+        json_decref(o);
+        char topic[160];
+        snprintf(topic, sizeof(topic), "devices/%s/certificates/issued", op->id);
+        if (msg != NULL)
+            mqtt_broker_send(gw->broker, op->id, topic, (const uint8_t *)msg, strlen(msg), 1);
+        free(msg);
+        log_info("device '%s': certificate %s issued (renewal)", op->id, cert->serial);
+    } else {
+        log_warn("device '%s': certificate renewal refused: %s", op->id, err ? err : "");
+    }
+    if (op->ticket)
+        mqtt_ticket_complete(op->ticket,
+                             rc == 0                         ? 0
+                             : rc == -ENOMEM || rc == -EIO   ? MQTT_RC_UNSPECIFIED
+                             : rc == -EINVAL || rc == -EPERM ? MQTT_RC_PAYLOAD_FORMAT_INVALID
+                                                             : MQTT_RC_NOT_AUTHORIZED,
+                             NULL);
+    free(op);
+}
+
+static int on_renew(gateway_t *gw, registry_device_t *d, const uint8_t *payload, size_t len,
+                    mqtt_ticket_t *ticket, const char **why)
+{
+    if (gw->pki == NULL) {
+        *why = "certificates are not available";
+        return MQTT_RC_IMPL_SPECIFIC;
+    }
+    json_t *o = json_util_parse((const char *)payload, len, NULL, 0);
+    const char *csr = json_string_value(json_object_get(o, "csr"));
+    if (csr == NULL) {
+        json_decref(o);
+        *why = "a renewal is {\"csr\": \"<PEM>\"}";
+        return MQTT_RC_PAYLOAD_FORMAT_INVALID;
+    }
+    renewop_t *op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        json_decref(o);
+        return MQTT_RC_UNSPECIFIED;
+    }
+    op->gw = gw;
+    op->ticket = ticket;
+    snprintf(op->id, sizeof(op->id), "%s", d->id);
+    pki_issue(gw->pki, d->id, csr, strlen(csr), renewed, op);
+    json_decref(o);
+    return ticket ? MQTT_HOOK_PENDING : MQTT_HOOK_ROUTE;
+}
+
 /* Compares the topic's rest (after "devices/{id}/") with a literal. */
 static bool rest_is(const char *rest, size_t len, const char *lit)
 {
@@ -348,6 +474,8 @@ static int publish(void *ctx, void *user, const char *topic, size_t topic_len,
         return on_telemetry(gw, d, payload, payload_len, qos, ticket, why, now);
     if (rest_is(rest, rlen, "twin/reported"))
         return on_reported(gw, d, payload, payload_len, ticket, why);
+    if (rest_is(rest, rlen, "certificates/renew"))
+        return on_renew(gw, d, payload, payload_len, ticket, why);
     const char *pre = "commands/", *suf = "/result";
     size_t pl = strlen(pre), sl = strlen(suf);
     if (rlen > pl + sl && memcmp(rest, pre, pl) == 0 && memcmp(rest + rlen - sl, suf, sl) == 0 &&
@@ -411,6 +539,11 @@ static void revoke(void *ctx, const char *id, registry_reason_t why)
         commands_forget_device(gw->cmds, id);
         twin_forget(gw->twin, id);
     }
+    if (why == REGISTRY_REVOKED && gw->pki != NULL) {
+        registry_device_t *d = registry_find(gw->registry, id);
+        if (d != NULL)
+            pki_device_revoked(gw->pki, d->key);
+    }
     if (why != REGISTRY_ROTATED) {
         /* What the device left behind goes with it. */
         char prefix[DROVER_ID_MAX + 16];
@@ -421,6 +554,28 @@ static void revoke(void *ctx, const char *id, registry_reason_t why)
                                           "credentials revoked"};
     if (mqtt_broker_kick(gw->broker, id, MQTT_RC_NOT_AUTHORIZED, why != REGISTRY_ROTATED) == 0)
         log_info("device '%s': connection dropped (%s)", id, reasons[why]);
+}
+
+static void cert_revoked(void *ctx, const char *device_id, const char *serial)
+{
+    gateway_t *gw = ctx;
+    gw_client_t *cl = strmap_get(&gw->live, device_id, strlen(device_id));
+    if (cl != NULL && strcmp(cl->serial, serial) == 0) {
+        log_info("device '%s': connection dropped (certificate %s revoked)", device_id, serial);
+        mqtt_broker_kick(gw->broker, device_id, MQTT_RC_NOT_AUTHORIZED, true);
+    }
+}
+
+void gateway_set_pki(gateway_t *gw, pki_t *pki)
+{
+    gw->pki = pki;
+    if (pki != NULL)
+        pki_set_revoke_hook(pki, cert_revoked, gw);
+}
+
+int gateway_listen_tls(gateway_t *gw, const char *host, int port, struct ssl_ctx_st *ctx)
+{
+    return mqtt_broker_listen_tls(gw->broker, host, port, ctx);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -442,6 +597,7 @@ int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, regis
     gw->registry = reg;
     gw->twin = twin;
     gw->cmds = cmds;
+    strmap_init(&gw->live);
     int rc = mqtt_broker_new(base, cfg, host, port, &hooks, gw, &gw->broker);
     if (rc < 0)
         goto fail;
@@ -459,6 +615,7 @@ int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, regis
     return 0;
 fail:
     mqtt_broker_free(gw->broker);
+    strmap_fini(&gw->live);
     free(gw);
     return rc;
 }
@@ -472,8 +629,11 @@ void gateway_free(gateway_t *gw)
     registry_set_revoke_hook(gw->registry, NULL, NULL);
     twin_set_notify(gw->twin, NULL, NULL);
     commands_set_sender(gw->cmds, NULL, NULL);
+    if (gw->pki)
+        pki_set_revoke_hook(gw->pki, NULL, NULL);
     mqtt_broker_free(gw->broker);
     registry_flush(gw->registry);
+    strmap_fini(&gw->live);
     free(gw);
 }
 

@@ -29,6 +29,15 @@ typedef struct gateway gateway_t;
  * must outlive the gateway. Returns 0 or a negative errno from the bind. */
 int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, registry_t *reg,
                 twin_t *twin, commands_t *cmds, const char *host, int port, gateway_t **out);
+/* Turns on client-certificate authentication, certificate revocation and
+ * renewal over MQTT (devices/{id}/certificates/renew -> .../issued). */
+struct pki;
+void gateway_set_pki(gateway_t *gw, struct pki *pki);
+
+/* Serves MQTT over TLS on host:port too (ctx: an SSL_CTX, borrowed). */
+struct ssl_ctx_st;
+int gateway_listen_tls(gateway_t *gw, const char *host, int port, struct ssl_ctx_st *ctx);
+
 /* Closes every MQTT connection and frees the gateway. NULL-safe. */
 void gateway_free(gateway_t *gw);
 

@@ -198,7 +198,14 @@ void conn_close(conn_t *c, uint8_t reason)
             if (n > 0)
                 bufferevent_write(bev, pkt, (size_t)n);
         }
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        if (b->shutting_down && c->ssl == NULL) {
+            /* The loop will not run again: write what fits in the socket
+             * now (best effort) and free at once. */
+            evbuffer_write(bufferevent_get_output(bev), bufferevent_getfd(bev));
+            bufferevent_free(bev);
+        } else if (b->shutting_down) {
+            bufferevent_free(bev);
+        } else if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
             /* Let what is queued (a CONNACK with a refusal, a DISCONNECT)
              * reach the client, but not for ever. */
             struct timeval tv = {2, 0};
