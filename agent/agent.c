@@ -17,6 +17,16 @@
  *     output pipes are polled here, deadlines checked every turn.
  *   - SIGTERM/SIGINT/SIGCHLD are blocked except inside ppoll, whose
  *     handlers only set flags: no signal ever interrupts other code.
+ *   - with certificates (no secret): zero-touch provisioning before the
+ *     loop starts, when data_dir has no device.crt yet (agent_provision.h);
+ *     then mutual TLS, and renewal over MQTT: after every connect and every
+ *     hour the agent checks device.crt, and when less than renew_before of
+ *     its lifetime is left it makes a new key (device.key.new), publishes a
+ *     CSR on devices/{id}/certificates/renew and waits for
+ *     devices/{id}/certificates/issued. A certificate that is for the new
+ *     key, names the device and chains to the fleet CA replaces the pair
+ *     (agent_cert_install), and the agent reconnects with it at once. Any
+ *     failure leaves the working pair alone and is retried an hour later.
  *
  * Callbacks never destroy the mosquitto object: they set conn_lost and the
  * loop tears the connection down after libmosquitto has returned.
@@ -28,21 +38,25 @@
 #include <inttypes.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent_backoff.h"
+#include "agent_cert.h"
 #include "agent_cmd.h"
 #include "agent_fs.h"
 #include "agent_health.h"
 #include "agent_proc.h"
+#include "agent_provision.h"
 #include "agent_queue.h"
 #include "agent_twin.h"
 #include "common/crypto.h"
@@ -60,6 +74,11 @@
 #define HEAD_SYNC_US 1000000
 #define MISC_US 1000000
 #define CHILD_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define RENEW_CHECK_US (3600LL * 1000000) /* look at device.crt's expiry this often */
+#define RENEW_RETRY_US (3600LL * 1000000) /* at most one renewal request per hour */
+#define RENEW_ANSWER_US (300LL * 1000000) /* give up waiting for issued after this */
+#define ISSUED_MAX (2 * AGENT_PEM_MAX + 4096)
+#define FILE_PATH_MAX (AGENT_PATH_MAX + 32)
 
 typedef enum { CONN_IDLE, CONN_CONNECTING, CONN_UP } conn_state_t;
 
@@ -99,6 +118,23 @@ struct agent {
     char t_reported[TOPIC_MAX];
     char t_commands[TOPIC_MAX]; /* devices/{id}/commands/+ */
     char t_cmd_prefix[TOPIC_MAX];
+    char t_renew[TOPIC_MAX];
+    char t_issued[TOPIC_MAX];
+
+    /* Certificates: set when there is no secret. */
+    bool use_cert;
+    bool need_provision;   /* no device.crt yet: provision before the loop */
+    char claim_token[256]; /* wiped once provisioning is over */
+    char key_path[FILE_PATH_MAX];
+    char crt_path[FILE_PATH_MAX];
+    char fleet_ca_path[FILE_PATH_MAX]; /* data_dir/ca.crt */
+    int64_t renew_check_us;            /* next look at the expiry (while connected) */
+    int64_t renew_sent_us;             /* last renewal request, 0: none yet */
+    int64_t renew_deadline_us;         /* give up waiting for issued */
+    bool renew_pending;                /* waiting for certificates/issued */
+    int renew_mid;                     /* PUBACK of the request still to come */
+    bool reconnect_now;                /* a new pair is installed: use it */
+    sigset_t wait_mask;                /* signals ppoll lets through */
 
     int lock_fd;
     agent_queue_t *queue;
@@ -198,6 +234,84 @@ static void load_applied(agent_t *a)
     free(text);
 }
 
+/* The claim token from the config or its file (trimmed; at most 255
+ * bytes). */
+static int load_claim_token(agent_t *a, char *err, size_t errlen)
+{
+    const agent_config_t *c = &a->cfg;
+    if (c->claim_token[0] != '\0') {
+        snprintf(a->claim_token, sizeof(a->claim_token), "%s", c->claim_token);
+        return 0;
+    }
+    if (c->claim_token_file[0] == '\0') {
+        snprintf(err, errlen,
+                 "%s does not exist and no claim_token is set: the device has neither a "
+                 "certificate nor a secret",
+                 a->crt_path);
+        return -ENOENT;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int rc = agent_fs_read(c->claim_token_file, sizeof(a->claim_token) - 1, &text, &len);
+    if (rc < 0) {
+        snprintf(err, errlen, "claim_token_file %s: %s", c->claim_token_file,
+                 rc == -EFBIG ? "too long for a claim token" : strerror(-rc));
+        return rc;
+    }
+    size_t b = 0;
+    while (b < len && (text[b] == ' ' || text[b] == '\t' || text[b] == '\n' || text[b] == '\r'))
+        b++;
+    while (len > b && (text[len - 1] == ' ' || text[len - 1] == '\t' || text[len - 1] == '\n' ||
+                       text[len - 1] == '\r'))
+        len--;
+    if (len == b || memchr(text + b, '\0', len - b) != NULL) {
+        snprintf(err, errlen, "claim_token_file %s holds no token", c->claim_token_file);
+        rc = -EINVAL;
+    } else {
+        snprintf(a->claim_token, sizeof(a->claim_token), "%.*s", (int)(len - b), text + b);
+    }
+    OPENSSL_cleanse(text, len);
+    free(text);
+    return rc;
+}
+
+/* Certificates: finish or undo a renewal a crash interrupted, then decide
+ * whether to provision. device.crt present means provisioned, for good. */
+static int cert_setup(agent_t *a, char *err, size_t errlen)
+{
+    char what[128];
+    int rc = agent_cert_recover(a->cfg.data_dir, what, sizeof(what));
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot check the certificate files: %s", a->cfg.data_dir,
+                 strerror(-rc));
+        return rc;
+    }
+    if (what[0] != '\0')
+        log_info("agent: %s/%s: %s", a->cfg.data_dir, AGENT_CRT_FILE, what);
+    struct stat st;
+    if (stat(a->crt_path, &st) == 0) {
+        if (stat(a->key_path, &st) < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "%s exists but %s does not (%s): the device's key is lost",
+                     a->crt_path, a->key_path, strerror(errno));
+            return rc;
+        }
+        if (a->cfg.claim_token[0] != '\0' || a->cfg.claim_token_file[0] != '\0')
+            log_debug("agent: %s exists: already provisioned, claim_token unused", a->crt_path);
+        return 0;
+    }
+    if (errno != ENOENT) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", a->crt_path, strerror(errno));
+        return rc;
+    }
+    rc = load_claim_token(a, err, errlen);
+    if (rc < 0)
+        return rc;
+    a->need_provision = true;
+    return 0;
+}
+
 int agent_new(const agent_config_t *cfg, agent_t **out, char *err, size_t errlen)
 {
     int rc;
@@ -214,6 +328,12 @@ int agent_new(const agent_config_t *cfg, agent_t **out, char *err, size_t errlen
     snprintf(a->t_reported, TOPIC_MAX, "devices/%s/twin/reported", id);
     snprintf(a->t_commands, TOPIC_MAX, "devices/%s/commands/+", id);
     snprintf(a->t_cmd_prefix, TOPIC_MAX, "devices/%s/commands/", id);
+    snprintf(a->t_renew, TOPIC_MAX, "devices/%s/certificates/renew", id);
+    snprintf(a->t_issued, TOPIC_MAX, "devices/%s/certificates/issued", id);
+    a->use_cert = agent_config_uses_cert(cfg);
+    snprintf(a->key_path, sizeof(a->key_path), "%s/%s", cfg->data_dir, AGENT_KEY_FILE);
+    snprintf(a->crt_path, sizeof(a->crt_path), "%s/%s", cfg->data_dir, AGENT_CRT_FILE);
+    snprintf(a->fleet_ca_path, sizeof(a->fleet_ca_path), "%s/%s", cfg->data_dir, AGENT_CA_FILE);
     rc = util_parse_hostport(cfg->server, a->host, sizeof(a->host), &a->port);
     if (rc < 0) {
         snprintf(err, errlen, "server '%s' is not host:port", cfg->server);
@@ -234,6 +354,11 @@ int agent_new(const agent_config_t *cfg, agent_t **out, char *err, size_t errlen
     rc = open_lock(a, err, errlen);
     if (rc < 0)
         goto fail;
+    if (a->use_cert) {
+        rc = cert_setup(a, err, errlen);
+        if (rc < 0)
+            goto fail;
+    }
     char qdir[AGENT_PATH_MAX + 16];
     snprintf(qdir, sizeof(qdir), "%s/queue", cfg->data_dir);
     rc = agent_queue_open(qdir, cfg->queue_max_bytes, true, &a->queue);
@@ -289,6 +414,7 @@ void agent_free(agent_t *a)
         close(a->lock_fd);
     free(a->inflight);
     free(a->jobs);
+    OPENSSL_cleanse(a->claim_token, sizeof(a->claim_token));
     free(a);
 }
 
@@ -802,6 +928,213 @@ out:
     json_decref(doc);
 }
 
+/* ---------------------------------------------------------------- certificates */
+
+/* The CA that verifies droverd's TLS certificate: ca_file when it exists,
+ * else the fleet CA from provisioning (droverd's own server certificate is
+ * issued by it). NULL when there is neither. */
+static const char *server_ca(agent_t *a)
+{
+    struct stat st;
+    if (a->cfg.ca_file[0] != '\0' && stat(a->cfg.ca_file, &st) == 0)
+        return a->cfg.ca_file;
+    if (stat(a->fleet_ca_path, &st) == 0) {
+        if (a->cfg.ca_file[0] != '\0')
+            log_warn("agent: ca_file %s does not exist; verifying the server with %s",
+                     a->cfg.ca_file, a->fleet_ca_path);
+        return a->fleet_ca_path;
+    }
+    return NULL;
+}
+
+static void fmt_time(int64_t unix_s, char *buf, size_t len)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, len, "%" PRId64, unix_s);
+}
+
+/* Sends a renewal request with a fresh key; the working pair stays as it
+ * is until the answer has passed every check. */
+static void renew_start(agent_t *a, const agent_cert_info_t *info, int64_t now)
+{
+    EVP_PKEY *key = NULL;
+    char *csr = NULL, *payload = NULL;
+    a->renew_sent_us = now; /* a failure here waits for the next slot too */
+    int rc = agent_cert_keygen(&key);
+    if (rc == 0)
+        rc = agent_cert_key_write(a->cfg.data_dir, AGENT_KEY_NEW_FILE, key);
+    if (rc == 0)
+        rc = agent_cert_csr(key, a->cfg.device_id, &csr);
+    if (rc < 0) {
+        log_error("agent: certificate renewal: cannot make a key and CSR in %s: %s",
+                  a->cfg.data_dir, strerror(-rc));
+        goto out;
+    }
+    json_t *o = json_pack("{s:s}", "csr", csr);
+    payload = o != NULL ? json_util_dump(o) : NULL;
+    json_decref(o);
+    if (payload == NULL) {
+        log_error("agent: certificate renewal: out of memory");
+        goto out;
+    }
+    char until[32];
+    fmt_time(info->not_after, until, sizeof(until));
+    int mid = publish(a, a->t_renew, payload, strlen(payload));
+    if (mid < 0)
+        goto out;
+    a->renew_mid = mid;
+    a->renew_pending = true;
+    a->renew_deadline_us = now + RENEW_ANSWER_US;
+    log_info("agent: certificate valid until %s; less than %.0f%% of its lifetime left: renewing",
+             until, a->cfg.renew_before * 100.0);
+out:
+    free(payload);
+    free(csr);
+    EVP_PKEY_free(key);
+}
+
+/* After every connect and every hour: is device.crt due for renewal? */
+static void renew_check(agent_t *a, int64_t now)
+{
+    a->renew_check_us = now + RENEW_CHECK_US;
+    if (a->renew_pending)
+        return;
+    agent_cert_info_t info;
+    int rc = agent_cert_info_file(a->crt_path, &info);
+    if (rc < 0) {
+        log_warn("agent: %s: cannot read the certificate: %s", a->crt_path, strerror(-rc));
+        return;
+    }
+    int64_t wall = util_now_ms() / 1000;
+    if (!agent_cert_renew_due(info.not_before, info.not_after, wall, a->cfg.renew_before)) {
+        char until[32];
+        fmt_time(info.not_after, until, sizeof(until));
+        log_debug("agent: certificate valid until %s; no renewal due", until);
+        return;
+    }
+    if (a->renew_sent_us != 0 && now - a->renew_sent_us < RENEW_RETRY_US) {
+        log_debug("agent: certificate renewal due; the last request was under an hour ago");
+        return;
+    }
+    renew_start(a, &info, now);
+}
+
+/* devices/{id}/certificates/issued: the answer to a renewal. Checked
+ * against device.key.new and the fleet CA before it replaces anything. A
+ * late answer (after the wait timed out) is still taken while
+ * device.key.new is there. */
+static void handle_issued(agent_t *a, const char *payload, size_t len)
+{
+    char key_new[FILE_PATH_MAX], err[FILE_PATH_MAX + 256] = "";
+    char *cert = NULL, *msg_ca = NULL, *ca = NULL;
+    size_t ca_len = 0;
+    EVP_PKEY *key = NULL;
+    bool was_pending = a->renew_pending;
+    a->renew_pending = false;
+    if (len > ISSUED_MAX) {
+        log_warn("agent: ignoring a certificates/issued message of %zu bytes", len);
+        goto out;
+    }
+    snprintf(key_new, sizeof(key_new), "%s/%s", a->cfg.data_dir, AGENT_KEY_NEW_FILE);
+    int rc = agent_cert_key_read(key_new, &key);
+    if (rc < 0) {
+        log_warn("agent: a certificate was issued but no renewal is waiting (%s: %s); ignored",
+                 key_new, strerror(-rc));
+        goto out;
+    }
+    rc = agent_cert_parse_answer(payload, len, a->cfg.device_id, &cert, &msg_ca, err, sizeof(err));
+    if (rc == 0) {
+        /* Our own copy of the fleet CA decides, not the one in the message. */
+        struct stat st;
+        const char *ca_path = stat(a->fleet_ca_path, &st) == 0 ? a->fleet_ca_path : server_ca(a);
+        rc = ca_path != NULL ? agent_fs_read(ca_path, AGENT_PEM_MAX, &ca, &ca_len) : -ENOENT;
+        if (rc < 0)
+            snprintf(err, sizeof(err), "no fleet CA to check it against (%s: %s)",
+                     ca_path != NULL ? ca_path : a->fleet_ca_path, strerror(-rc));
+    }
+    if (rc == 0)
+        rc = agent_cert_check(cert, strlen(cert), key, a->cfg.device_id, ca, ca_len, err,
+                              sizeof(err));
+    if (rc < 0) {
+        log_error("agent: certificate renewal: the issued certificate is unusable (%s); "
+                  "keeping the current one",
+                  err);
+        goto out;
+    }
+    rc = agent_cert_install(a->cfg.data_dir, cert, strlen(cert));
+    if (rc < 0) {
+        log_error("agent: certificate renewal: cannot install the new certificate in %s: %s",
+                  a->cfg.data_dir, strerror(-rc));
+        goto out;
+    }
+    agent_cert_info_t info;
+    char until[32] = "?";
+    if (agent_cert_info(cert, strlen(cert), &info) == 0)
+        fmt_time(info.not_after, until, sizeof(until));
+    log_info("agent: certificate renewed%s, valid until %s; reconnecting with it",
+             was_pending ? "" : " (late answer)", until);
+    a->reconnect_now = true;
+out:
+    EVP_PKEY_free(key);
+    free(cert);
+    free(msg_ca);
+    free(ca);
+}
+
+/* At start: say so when the certificate cannot work (damaged files, an
+ * expired certificate, a clock far off), since the server then refuses the
+ * TLS handshake and the agent would only log failed connects. */
+static void cert_warn_unusable(agent_t *a)
+{
+    char *pem = NULL, *ca = NULL, err[256] = "";
+    size_t len = 0, ca_len = 0;
+    EVP_PKEY *key = NULL;
+    agent_cert_info_t info;
+    int rc = agent_fs_read(a->crt_path, AGENT_PEM_MAX, &pem, &len);
+    if (rc == 0)
+        rc = agent_cert_info(pem, len, &info);
+    if (rc < 0) {
+        log_error("agent: %s: not a usable certificate (%s)", a->crt_path, strerror(-rc));
+        goto out;
+    }
+    rc = agent_cert_key_read(a->key_path, &key);
+    if (rc < 0) {
+        log_error("agent: %s: not a usable key (%s)", a->key_path, strerror(-rc));
+        goto out;
+    }
+    if (agent_fs_read(a->fleet_ca_path, AGENT_PEM_MAX, &ca, &ca_len) < 0) {
+        ca = NULL; /* no fleet CA (a pair installed by hand): check the rest */
+        ca_len = 0;
+    }
+    rc = agent_cert_check(pem, len, key, a->cfg.device_id, ca, ca_len, err, sizeof(err));
+    if (rc < 0 && !(ca == NULL && rc == -EINVAL)) {
+        log_error("agent: %s: %s; the server will probably refuse it", a->crt_path, err);
+        goto out;
+    }
+    int64_t now = util_now_ms() / 1000;
+    char t[32];
+    if (info.not_after <= now) {
+        fmt_time(info.not_after, t, sizeof(t));
+        log_error("agent: %s expired at %s: the server will refuse it; an operator must issue "
+                  "a new certificate (or check the device clock)",
+                  a->crt_path, t);
+    } else if (info.not_before > now) {
+        fmt_time(info.not_before, t, sizeof(t));
+        log_warn("agent: %s is valid only from %s: is the device clock right?", a->crt_path, t);
+    }
+out:
+    EVP_PKEY_free(key);
+    free(pem);
+    free(ca);
+}
+
+/* Reconnects at once with the renewed pair (clean DISCONNECT first, so
+ * nothing of the old session lingers). Unacknowledged telemetry is sent
+ * again from the queue; the server drops what it already has. */
+static void reconnect_at_once(agent_t *a);
+
 /* ---------------------------------------------------------------- MQTT */
 
 static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
@@ -822,14 +1155,17 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
     a->conn_up_us = util_mono_us();
     agent_queue_stats_t st;
     agent_queue_stats(a->queue, &st);
-    log_info("agent: connected to %s as %s (%zu queued messages to send)", a->cfg.server,
-             a->cfg.device_id, st.count);
+    log_info("agent: connected to %s as %s%s (%zu queued messages to send)", a->cfg.server,
+             a->cfg.device_id, a->use_cert ? " with its certificate" : "", st.count);
     if (mosquitto_subscribe(a->mosq, NULL, a->t_desired, 1) != MOSQ_ERR_SUCCESS ||
-        mosquitto_subscribe(a->mosq, NULL, a->t_commands, 1) != MOSQ_ERR_SUCCESS) {
+        mosquitto_subscribe(a->mosq, NULL, a->t_commands, 1) != MOSQ_ERR_SUCCESS ||
+        (a->use_cert && mosquitto_subscribe(a->mosq, NULL, a->t_issued, 1) != MOSQ_ERR_SUCCESS)) {
         log_warn("agent: subscribe failed");
         a->conn_lost = true;
         return;
     }
+    if (a->use_cert)
+        a->renew_check_us = a->conn_up_us; /* look at the expiry in the loop, now */
     for (size_t i = 0; i < a->n_results; i++)
         if (!a->results[i].sent)
             result_publish(a, &a->results[i]);
@@ -841,7 +1177,7 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
     (void)m;
     (void)props;
     agent_t *a = obj;
-    if (a->state == CONN_UP && !g_stop)
+    if (a->state == CONN_UP && !g_stop && !a->reconnect_now)
         log_warn("agent: connection lost (%s)", rc == 0 ? "disconnected" : mosquitto_strerror(rc));
     a->conn_lost = true;
 }
@@ -859,6 +1195,16 @@ static void on_publish(struct mosquitto *m, void *obj, int mid, int reason,
     (void)m;
     (void)props;
     agent_t *a = obj;
+    if (a->renew_mid != 0 && mid == a->renew_mid) {
+        a->renew_mid = 0;
+        if (reason >= 0x80) {
+            log_warn("agent: the server refused the certificate renewal request (%s); trying "
+                     "again in an hour",
+                     mosquitto_reason_string(reason));
+            a->renew_pending = false;
+        }
+        return;
+    }
     for (size_t i = 0; i < a->n_inflight; i++) {
         struct inflight *f = &a->inflight[i];
         if (f->mid != mid)
@@ -918,6 +1264,8 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
     size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     if (strcmp(msg->topic, a->t_desired) == 0) {
         handle_desired(a, payload, len);
+    } else if (a->use_cert && strcmp(msg->topic, a->t_issued) == 0) {
+        handle_issued(a, payload, len);
     } else if (strncmp(msg->topic, a->t_cmd_prefix, pl) == 0 &&
                strchr(msg->topic + pl, '/') == NULL) {
         handle_command(a, msg->topic + pl, payload, len);
@@ -950,6 +1298,10 @@ static void teardown(agent_t *a)
         a->results[i].sent = false;
     a->state = CONN_IDLE;
     a->conn_lost = false;
+    /* An answer to a renewal would have come on this connection only. */
+    a->renew_pending = false;
+    a->renew_mid = 0;
+    a->reconnect_now = false;
     schedule_reconnect(a, was_up);
 }
 
@@ -964,14 +1316,29 @@ static void start_connect(agent_t *a)
     a->mosq = m;
     mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION,
                          a->cfg.protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-    mosquitto_username_pw_set(m, a->cfg.device_id, a->cfg.secret);
+    /* With a certificate the CN is the identity: no user name, no
+     * password (the server would only compare a user name with the CN). */
+    if (!a->use_cert)
+        mosquitto_username_pw_set(m, a->cfg.device_id, a->cfg.secret);
     mosquitto_connect_v5_callback_set(m, on_connect);
     mosquitto_disconnect_v5_callback_set(m, on_disconnect);
     mosquitto_publish_v5_callback_set(m, on_publish);
     mosquitto_message_v5_callback_set(m, on_message);
     int rc = MOSQ_ERR_SUCCESS;
-    if (a->cfg.ca_file[0] != '\0')
+    if (a->use_cert) {
+        const char *ca = server_ca(a);
+        if (ca == NULL) {
+            log_error("agent: no CA to verify %s with: set ca_file (neither it nor %s exists)",
+                      a->cfg.server, a->fleet_ca_path);
+            rc = MOSQ_ERR_INVAL;
+        } else {
+            /* libmosquitto reads the files at connect: a renewed pair is
+             * picked up by the next connection. */
+            rc = mosquitto_tls_set(m, ca, NULL, a->crt_path, a->key_path, NULL);
+        }
+    } else if (agent_config_mqtt_tls(&a->cfg)) {
         rc = mosquitto_tls_set(m, a->cfg.ca_file, NULL, NULL, NULL, NULL);
+    }
     if (rc == MOSQ_ERR_SUCCESS)
         rc = mosquitto_connect_async(m, a->host, a->port, (int)a->cfg.keepalive_s);
     if (rc != MOSQ_ERR_SUCCESS) {
@@ -1041,6 +1408,44 @@ static void shutdown_conn(agent_t *a)
     a->state = CONN_IDLE;
 }
 
+static void reconnect_at_once(agent_t *a)
+{
+    log_info("agent: reconnecting to %s with the renewed certificate", a->cfg.server);
+    shutdown_conn(a); /* reconnect_now still set: on_disconnect stays quiet */
+    a->n_inflight = 0;
+    a->last_sent_seq = 0;
+    for (size_t i = 0; i < a->n_results; i++)
+        a->results[i].sent = false;
+    a->conn_lost = false;
+    a->renew_pending = false;
+    a->renew_mid = 0;
+    a->reconnect_now = false;
+    a->reconnect_at_us = util_mono_us();
+}
+
+static bool prov_stopped(void *ctx)
+{
+    (void)ctx;
+    /* Signals are blocked outside ppoll: look at the pending ones. */
+    sigset_t p;
+    if (sigpending(&p) == 0 && (sigismember(&p, SIGTERM) == 1 || sigismember(&p, SIGINT) == 1))
+        g_stop = 1;
+    return g_stop != 0;
+}
+
+static void prov_sleep(void *ctx, uint32_t ms)
+{
+    agent_t *a = ctx;
+    int64_t until = util_mono_us() + (int64_t)ms * 1000;
+    for (;;) {
+        int64_t left = until - util_mono_us();
+        if (g_stop || left <= 0)
+            return;
+        struct timespec ts = {(time_t)(left / 1000000), (long)(left % 1000000) * 1000};
+        ppoll(NULL, 0, &ts, &a->wait_mask);
+    }
+}
+
 int agent_run(agent_t *a)
 {
     sigset_t block, wait_mask;
@@ -1052,6 +1457,7 @@ int agent_run(agent_t *a)
     sigdelset(&wait_mask, SIGTERM);
     sigdelset(&wait_mask, SIGINT);
     sigdelset(&wait_mask, SIGCHLD);
+    a->wait_mask = wait_mask;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -1060,6 +1466,21 @@ int agent_run(agent_t *a)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGCHLD, &sa, NULL); /* a handler (not SIG_IGN) so children stay reapable */
     signal(SIGPIPE, SIG_IGN);
+
+    if (a->need_provision) {
+        agent_provision_ops_t ops = {prov_stopped, prov_sleep, a};
+        int prc = agent_provision_run(&a->cfg, a->claim_token, &ops);
+        OPENSSL_cleanse(a->claim_token, sizeof(a->claim_token));
+        if (prc == -EINTR) {
+            log_info("agent: stopping");
+            return 0;
+        }
+        if (prc < 0)
+            return prc;
+        a->need_provision = false;
+    }
+    if (a->use_cert)
+        cert_warn_unusable(a);
 
     size_t nfds_max = 2 + a->cfg.max_commands + 1;
     struct pollfd *fds = calloc(nfds_max, sizeof(*fds));
@@ -1079,7 +1500,11 @@ int agent_run(agent_t *a)
     a->reconnect_at_us =
         now + (int64_t)(((uint64_t)random32() * (a->cfg.backoff_base_ms + 1)) >> 32) * 1000;
     a->head_sync_us = now + HEAD_SYNC_US;
-    log_info("agent: started for device %s, server %s, data in %s", a->cfg.device_id, a->cfg.server,
+    log_info("agent: started for device %s, server %s%s, data in %s", a->cfg.device_id,
+             a->cfg.server,
+             a->use_cert                      ? " (mutual TLS)"
+             : agent_config_mqtt_tls(&a->cfg) ? " (TLS)"
+                                              : "",
              a->cfg.data_dir);
 
     while (!g_stop) {
@@ -1109,11 +1534,30 @@ int agent_run(agent_t *a)
         }
         if (a->conn_lost)
             teardown(a);
+        if (a->use_cert && a->state == CONN_UP) {
+            if (a->reconnect_now) {
+                reconnect_at_once(a);
+                continue;
+            }
+            if (a->renew_pending && now >= a->renew_deadline_us) {
+                log_warn("agent: no answer to the certificate renewal within %lld s; trying "
+                         "again in an hour",
+                         RENEW_ANSWER_US / 1000000);
+                a->renew_pending = false;
+            }
+            if (now >= a->renew_check_us)
+                renew_check(a, now);
+        }
 
         /* What to wait for, and until when. */
         nfds_t n = 0;
         int64_t wake = min64(a->next_sample_us, now + MISC_US);
         wake = min64(wake, a->head_sync_us);
+        if (a->use_cert && a->state == CONN_UP) {
+            wake = min64(wake, a->renew_check_us);
+            if (a->renew_pending)
+                wake = min64(wake, a->renew_deadline_us);
+        }
         if (a->state == CONN_IDLE)
             wake = min64(wake, a->reconnect_at_us);
         if (a->state == CONN_CONNECTING)

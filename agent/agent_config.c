@@ -1,8 +1,8 @@
 /*
  * Agent configuration: a static key table drives parsing, validation and
  * the JSON view, so a key added here is parsed, range-checked and shown by
- * get-config without further code. The secret is the one key the JSON view
- * leaves out.
+ * get-config without further code. The secret and the claim token are the
+ * keys the JSON view leaves out.
  */
 #include "agent_config.h"
 
@@ -10,10 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -37,9 +39,13 @@ void agent_config_defaults(agent_config_t *c)
     c->command_timeout_s = 60;
     c->command_output_max = 32 * 1024;
     c->max_commands = 4;
+    c->mqtt_tls = AGENT_TLS_AUTO;
+    c->renew_before = 0.3;
 }
 
-enum kind { K_STR, K_U32, K_U64 };
+/* K_BOOL: true/false (yes/no, on/off, 1/0); K_TRI: those or "auto";
+ * K_FRAC: a decimal in (0, 1]. */
+enum kind { K_STR, K_U32, K_U64, K_BOOL, K_TRI, K_FRAC };
 
 struct key {
     const char *name;
@@ -62,6 +68,10 @@ struct key {
     {                                                                                              \
 #f, K_U64, offsetof(agent_config_t, f), 0, lo, hi, false                                   \
     }
+#define OTHER(f, kind)                                                                             \
+    {                                                                                              \
+#f, kind, offsetof(agent_config_t, f), 0, 0, 0, false                                      \
+    }
 
 static const struct key keys[] = {
     STR(server),
@@ -71,6 +81,13 @@ static const struct key keys[] = {
     STR(data_dir),
     STR(ca_file),
     STR(log_level),
+    {"claim_token", K_STR, offsetof(agent_config_t, claim_token),
+     sizeof(((agent_config_t *)0)->claim_token), 0, 0, true},
+    STR(claim_token_file),
+    STR(api_url),
+    OTHER(insecure_bootstrap, K_BOOL),
+    OTHER(mqtt_tls, K_TRI),
+    OTHER(renew_before, K_FRAC),
     U32(protocol, 4, 5),
     U32(keepalive_s, 5, 65535),
     U32(connect_timeout_s, 1, 600),
@@ -120,6 +137,43 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* 1, 0, or -1 for neither. */
+static int parse_bool(const char *s)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* A plain decimal ("0.3", "1", ".25"): no sign, exponent, hex, inf or nan,
+ * which strtod would all take. */
+static int parse_frac(const char *s, double *out)
+{
+    size_t digits = 0, dots = 0;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (isdigit((unsigned char)*p))
+            digits++;
+        else if (*p == '.')
+            dots++;
+        else
+            return -EINVAL;
+    }
+    if (digits == 0 || dots > 1)
+        return -EINVAL;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end != '\0' || !isfinite(v) || v <= 0.0 || v > 1.0)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
 int agent_config_set(agent_config_t *c, const char *key, const char *value)
 {
     const struct key *k = find_key(key);
@@ -133,6 +187,18 @@ int agent_config_set(agent_config_t *c, const char *key, const char *value)
         memcpy(base, value, n + 1);
         return 0;
     }
+    if (k->kind == K_BOOL || k->kind == K_TRI) {
+        int b = parse_bool(value);
+        if (b < 0 && !(k->kind == K_TRI && strcasecmp(value, "auto") == 0))
+            return -EINVAL;
+        if (k->kind == K_BOOL)
+            *(bool *)(void *)base = b == 1;
+        else
+            *(int *)(void *)base = b < 0 ? AGENT_TLS_AUTO : b;
+        return 0;
+    }
+    if (k->kind == K_FRAC)
+        return parse_frac(value, (double *)(void *)base);
     uint64_t v;
     if (parse_u64(value, &v) < 0 || v < k->min || v > k->max)
         return -EINVAL;
@@ -202,9 +268,20 @@ int agent_config_parse(agent_config_t *c, const char *text, size_t len, char *er
         }
         if (rc < 0) {
             const struct key *kk = find_key(k);
-            snprintf(err, errlen,
-                     "line %d: bad value for '%s' (want an integer %" PRIu64 "..%" PRIu64 ")",
-                     lineno, k, kk->min, kk->max);
+            if (kk->kind == K_BOOL)
+                snprintf(err, errlen, "line %d: bad value for '%s' (want true or false)", lineno,
+                         k);
+            else if (kk->kind == K_TRI)
+                snprintf(err, errlen, "line %d: bad value for '%s' (want true, false or auto)",
+                         lineno, k);
+            else if (kk->kind == K_FRAC)
+                snprintf(err, errlen,
+                         "line %d: bad value for '%s' (want a decimal above 0, at most 1)", lineno,
+                         k);
+            else
+                snprintf(err, errlen,
+                         "line %d: bad value for '%s' (want an integer %" PRIu64 "..%" PRIu64 ")",
+                         lineno, k, kk->min, kk->max);
             return rc;
         }
     }
@@ -276,16 +353,49 @@ int agent_config_check(const agent_config_t *c, char *err, size_t errlen)
                  c->device_id);
         return -EINVAL;
     }
-    if (c->secret[0] == '\0') {
-        snprintf(err, errlen, "secret is not set");
+    bool claim = c->claim_token[0] != '\0' || c->claim_token_file[0] != '\0';
+    if (c->secret[0] != '\0' && claim) {
+        snprintf(err, errlen,
+                 "secret and claim_token exclude each other: a device connects with its secret "
+                 "or with a certificate");
+        return -EINVAL;
+    }
+    if (c->claim_token[0] != '\0' && c->claim_token_file[0] != '\0') {
+        snprintf(err, errlen, "set claim_token or claim_token_file, not both");
+        return -EINVAL;
+    }
+    if (c->api_url[0] != '\0' && strncmp(c->api_url, "https://", 8) != 0) {
+        snprintf(err, errlen,
+                 "api_url '%s' must start with https:// (the claim token must not travel in "
+                 "clear text)",
+                 c->api_url);
+        return -EINVAL;
+    }
+    if (claim && c->api_url[0] == '\0') {
+        snprintf(err, errlen,
+                 "api_url is not set (https://host:port of droverd's HTTPS API, for provisioning)");
+        return -EINVAL;
+    }
+    if (c->secret[0] == '\0' && c->mqtt_tls == AGENT_TLS_OFF) {
+        snprintf(err, errlen,
+                 "mqtt_tls = false needs a secret: without one the device connects with its "
+                 "certificate, over TLS");
+        return -EINVAL;
+    }
+    if (c->secret[0] != '\0' && c->mqtt_tls == AGENT_TLS_ON && c->ca_file[0] == '\0') {
+        snprintf(err, errlen,
+                 "mqtt_tls = true needs ca_file (the CA that signed droverd's "
+                 "certificate)");
         return -EINVAL;
     }
     if (c->data_dir[0] != '/') {
         snprintf(err, errlen, "data_dir '%s' must be an absolute path", c->data_dir);
         return -EINVAL;
     }
-    const char *paths[] = {c->desired_hook, c->reboot_hook, c->commands_dir, c->ca_file};
-    const char *names[] = {"desired_hook", "reboot_hook", "commands_dir", "ca_file"};
+    const char *paths[] = {c->desired_hook, c->reboot_hook, c->commands_dir, c->ca_file,
+                           c->claim_token_file};
+    const char *names[] = {"desired_hook", "reboot_hook", "commands_dir", "ca_file",
+                           "claim_token_file"};
     for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
         if (paths[i][0] != '\0' && paths[i][0] != '/') {
             snprintf(err, errlen, "%s '%s' must be an absolute path", names[i], paths[i]);
@@ -305,6 +415,18 @@ int agent_config_check(const agent_config_t *c, char *err, size_t errlen)
     return 0;
 }
 
+bool agent_config_uses_cert(const agent_config_t *c)
+{
+    return c->secret[0] == '\0';
+}
+
+bool agent_config_mqtt_tls(const agent_config_t *c)
+{
+    if (c->mqtt_tls != AGENT_TLS_AUTO)
+        return c->mqtt_tls == AGENT_TLS_ON;
+    return agent_config_uses_cert(c) || c->ca_file[0] != '\0';
+}
+
 json_t *agent_config_to_json(const agent_config_t *c)
 {
     json_t *o = json_object();
@@ -318,6 +440,14 @@ json_t *agent_config_to_json(const agent_config_t *c)
         json_t *v;
         if (k->kind == K_STR)
             v = base[0] != '\0' ? json_string(base) : json_null();
+        else if (k->kind == K_BOOL)
+            v = json_boolean(*(const bool *)(const void *)base);
+        else if (k->kind == K_TRI)
+            v = *(const int *)(const void *)base == AGENT_TLS_AUTO
+                    ? json_string("auto")
+                    : json_boolean(*(const int *)(const void *)base == AGENT_TLS_ON);
+        else if (k->kind == K_FRAC)
+            v = json_real(*(const double *)(const void *)base);
         else if (k->kind == K_U32)
             v = json_integer(*(const uint32_t *)(const void *)base);
         else

@@ -11,6 +11,7 @@
 #define DROVER_AGENT_CONFIG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,13 +19,28 @@
 
 #define AGENT_PATH_MAX 512
 
+/* mqtt_tls: auto means TLS when ca_file is set or certificates are used. */
+#define AGENT_TLS_AUTO (-1)
+#define AGENT_TLS_OFF 0
+#define AGENT_TLS_ON 1
+
 typedef struct agent_config {
     char server[256]; /* MQTT endpoint "host:port" */
     char device_id[DROVER_ID_MAX + 1];
     char secret[256];
     char data_dir[AGENT_PATH_MAX];
-    char ca_file[AGENT_PATH_MAX]; /* set: TLS with this CA bundle */
+    char ca_file[AGENT_PATH_MAX]; /* the CA that signed droverd's TLS certificate */
     char log_level[16];
+
+    /* Certificates (mutual TLS) instead of a secret. A claim token lets the
+     * agent provision itself once (POST api_url/api/v1/provision); after
+     * that data_dir holds device.key and device.crt, renewed over MQTT. */
+    char claim_token[256];
+    char claim_token_file[AGENT_PATH_MAX];
+    char api_url[256];       /* https://host:port of droverd's HTTPS API */
+    bool insecure_bootstrap; /* provision without verifying the server (TOFU) */
+    int mqtt_tls;            /* AGENT_TLS_AUTO, AGENT_TLS_OFF or AGENT_TLS_ON */
+    double renew_before;     /* renew when less than this share of the lifetime is left */
 
     uint32_t protocol;          /* MQTT protocol level: 4 (3.1.1) or 5 */
     uint32_t keepalive_s;       /* MQTT keepalive */
@@ -62,12 +78,22 @@ int agent_config_parse(agent_config_t *c, const char *text, size_t len, char *er
  * "path: reason" or "path:N: reason" into err. */
 int agent_config_load_file(agent_config_t *c, const char *path, char *err, size_t errlen);
 
-/* Checks what the daemon needs (server, device id, secret, data dir) and
- * cross-field limits. Returns 0 or -EINVAL with a reason in err. */
+/* Checks what the daemon needs (server, device id, data dir; a secret, or
+ * none for certificates) and cross-field limits. Returns 0 or -EINVAL with
+ * a reason in err. Whether a certificate exists is not checked here (no
+ * I/O): agent_new() does that. */
 int agent_config_check(const agent_config_t *c, char *err, size_t errlen);
 
-/* The effective configuration as a JSON object, without the secret (for
- * the get-config command). Caller owns the result; NULL on ENOMEM. */
+/* True when the device authenticates with a client certificate (no
+ * secret configured). */
+bool agent_config_uses_cert(const agent_config_t *c);
+
+/* True when the MQTT connection uses TLS. */
+bool agent_config_mqtt_tls(const agent_config_t *c);
+
+/* The effective configuration as a JSON object, without the secret and the
+ * claim token (for the get-config command). Caller owns the result; NULL
+ * on ENOMEM. */
 json_t *agent_config_to_json(const agent_config_t *c);
 
 #endif

@@ -100,7 +100,7 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-static int fsync_dir(const char *dir)
+int agent_fs_sync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -113,15 +113,26 @@ static int fsync_dir(const char *dir)
 int agent_fs_write_atomic(const char *dir, const char *name, const void *data, size_t len,
                           bool durable)
 {
+    return agent_fs_write_atomic_mode(dir, name, data, len, durable, 0600);
+}
+
+int agent_fs_write_atomic_mode(const char *dir, const char *name, const void *data, size_t len,
+                               bool durable, unsigned mode)
+{
     char path[1024], tmp[1040];
     int rc;
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
         return -ENAMETOOLONG;
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (unlink(tmp) < 0 && errno != ENOENT)
+        return -errno;
+    /* 0600 until written: a key is never readable by others, even briefly. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    rc = write_all(fd, data, len);
+    rc = fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
+    if (rc == 0)
+        rc = write_all(fd, data, len);
     if (rc == 0 && durable && fsync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
@@ -133,7 +144,7 @@ int agent_fs_write_atomic(const char *dir, const char *name, const void *data, s
         goto fail;
     }
     if (durable)
-        return fsync_dir(dir);
+        return agent_fs_sync_dir(dir);
     return 0;
 fail:
     unlink(tmp);

@@ -28,6 +28,15 @@ int agent_fs_read(const char *path, size_t max, char **out, size_t *outlen);
 int agent_fs_write_atomic(const char *dir, const char *name, const void *data, size_t len,
                           bool durable);
 
+/* The same with the file's mode (set exactly, whatever the umask). The
+ * temporary file is created with O_EXCL (a stale one from a crash is
+ * removed first), so its mode is never that of an older file. */
+int agent_fs_write_atomic_mode(const char *dir, const char *name, const void *data, size_t len,
+                               bool durable, unsigned mode);
+
+/* fsyncs a directory (after renames in it). */
+int agent_fs_sync_dir(const char *dir);
+
 /* Creates dir (one level, mode 0700) unless it exists as a directory. */
 int agent_fs_mkdir(const char *dir);
 

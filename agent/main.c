@@ -3,15 +3,18 @@
  * line, load the config, run the loop (agent.c). Logs go to stderr; under
  * systemd they land in the journal (drover-agent.service).
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <mosquitto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "agent.h"
+#include "agent_cert.h"
 #include "agent_config.h"
 #include "agent_health.h"
 #include "common/json.h"
@@ -36,7 +39,9 @@ static void usage(FILE *f)
                "  -V, --version          print the version and exit\n"
                "  -h, --help             this help\n"
                "\n"
-               "Runs in the foreground until SIGTERM or SIGINT; logs go to stderr.\n");
+               "Runs in the foreground until SIGTERM or SIGINT; logs go to stderr.\n"
+               "Exit codes: 0 stopped, 1 data directory unusable, 2 bad command line or\n"
+               "configuration, 3 provisioning refused by the server.\n");
 }
 
 /* One sample, CPU measured over a quarter second. */
@@ -61,6 +66,26 @@ static int print_once(void)
     printf("%s\n", s);
     free(s);
     return 0;
+}
+
+/* Without a secret the device needs a claim token or a certificate from
+ * an earlier provisioning; neither is a configuration error (exit 2),
+ * reported before the data directory is even created. */
+static int check_credentials(const agent_config_t *cfg, const char *config_path)
+{
+    if (!agent_config_uses_cert(cfg) || cfg->claim_token[0] != '\0' ||
+        cfg->claim_token_file[0] != '\0')
+        return 0;
+    char crt[AGENT_PATH_MAX + 32];
+    snprintf(crt, sizeof(crt), "%s/%s", cfg->data_dir, AGENT_CRT_FILE);
+    struct stat st;
+    if (stat(crt, &st) == 0)
+        return 0;
+    fprintf(stderr,
+            "drover-agent: %s: secret is not set, nor claim_token, and there is no certificate "
+            "(%s: %s): set the device's secret, or a claim_token to provision it\n",
+            config_path, crt, strerror(errno));
+    return -EINVAL;
 }
 
 int main(int argc, char **argv)
@@ -127,21 +152,38 @@ int main(int argc, char **argv)
         fprintf(stderr, "drover-agent: %s: %s\n", config_path, err);
         return 2;
     }
+    if (check_credentials(&cfg, config_path) < 0)
+        return 2;
     log_level_t level;
     log_level_parse(cfg.log_level, &level);
     log_set_level(level);
 
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "drover-agent: cannot initialise libcurl\n");
+        return 1;
+    }
     mosquitto_lib_init();
     agent_t *a = NULL;
     int rc = agent_new(&cfg, &a, err, sizeof(err));
     if (rc < 0) {
         log_error("agent: %s", err);
         mosquitto_lib_cleanup();
+        curl_global_cleanup();
         return 1;
     }
     rc = agent_run(a);
     agent_free(a);
     mosquitto_lib_cleanup();
+    curl_global_cleanup();
+    /* Provisioning refused (or answered with a certificate that fails the
+     * checks): restarting cannot help, and the unit file does not restart
+     * on 3. No CA to provision with is a configuration error. */
+    if (rc == -EACCES || rc == -EPROTO) {
+        log_error("agent: exiting: provisioning failed for good");
+        return 3;
+    }
+    if (rc == -ENOENT)
+        return 2;
     log_info("agent: stopped");
     return rc == 0 ? 0 : 1;
 }

@@ -35,6 +35,8 @@
  */
 #include "cli_http.h"
 #include "cli_util.h"
+#include "cmd_audit.h"
+#include "cmd_operators.h"
 
 #include "common/json.h"
 #include "common/util.h"
@@ -97,6 +99,15 @@ enum {
     OPT_WAIT,
     OPT_IDS,
     OPT_ALL_DEVICES,
+    OPT_ACTOR,
+    OPT_OBJECT,
+    OPT_FILE,
+    OPT_ROLE,
+    OPT_EXPIRES_IN,
+    OPT_PASSWORD_STDIN,
+    OPT_SAVE,
+    OPT_DISABLE,
+    OPT_ENABLE,
     OPT_COUNT,
 };
 
@@ -140,6 +151,16 @@ static const opt_t options[OPT_COUNT] = {
     [OPT_WAIT] = {"wait", "S", NULL, true},
     [OPT_IDS] = {"ids", "ID,...", "the devices with these ids (comma-separated)"},
     [OPT_ALL_DEVICES] = {"all-devices", NULL, "every device in the fleet"},
+    [OPT_ACTOR] = {"actor", "A", "only entries by actor A (token:NAME, user:NAME, anonymous)"},
+    [OPT_OBJECT] = {"object", "O", "only entries about object O (a device id, token id...)"},
+    [OPT_FILE] = {"file", "F", "check this export (JSON lines; - for stdin), not the server"},
+    [OPT_ROLE] = {"role", "R", "admin, operator or viewer"},
+    [OPT_EXPIRES_IN] = {"expires-in", "D", "lifetime: N then s, m, h, d or w (60s to 10 years)"},
+    [OPT_PASSWORD_STDIN] = {"password-stdin", NULL,
+                            "read the password from the first line of stdin, not the terminal"},
+    [OPT_SAVE] = {"save", NULL, "write the token to the config file instead of printing it"},
+    [OPT_DISABLE] = {"disable", NULL, "refuse the user's logins and revoke its sessions"},
+    [OPT_ENABLE] = {"enable", NULL, "allow the user to log in again"},
 };
 
 typedef struct cmd cmd_t;
@@ -210,6 +231,8 @@ static int cmd_bulk_twin(ctx_t *ctx, const args_t *a);
 static int cmd_job_show(ctx_t *ctx, const args_t *a);
 static int cmd_help(ctx_t *ctx, const args_t *a);
 static int cmd_version(ctx_t *ctx, const args_t *a);
+static int cmd_audit(ctx_t *ctx, const args_t *a);
+static int cmd_operators(ctx_t *ctx, const args_t *a);
 
 #define TARGET_OPTS (BIT(OPT_TAG) | BIT(OPT_IDS) | BIT(OPT_ALL_DEVICES))
 #define COMMAND_OPTS (BIT(OPT_PARAM) | BIT(OPT_PARAMS) | BIT(OPT_TIMEOUT) | BIT(OPT_WAIT))
@@ -417,6 +440,130 @@ static const cmd_t commands[] = {
                 "time.",
         .opt_help = {{OPT_LIMIT, "devices per page, 1..10000 (server default 1000)"}},
         .run = cmd_job_show,
+    },
+    {
+        .path = "audit list",
+        .args = "",
+        .opts = BIT(OPT_SINCE) | BIT(OPT_UNTIL) | BIT(OPT_ACTOR) | BIT(OPT_OBJECT) |
+                BIT(OPT_LIMIT) | BIT(OPT_CURSOR) | BIT(OPT_ALL),
+        .summary = "list audit log entries (admin)",
+        .help = "Lists the audit log oldest first: every change made through the API, every\n"
+                "refused request (401, 403) and every login, with who, what, when, from where\n"
+                "and the outcome. With --all every page is fetched; with --json as one\n"
+                "{\"entries\": [...], \"next\": null} document.",
+        .opt_help = {{OPT_LIMIT, "entries per page, 1..1000 (server default 100)"}},
+        .run = cmd_audit,
+    },
+    {
+        .path = "audit export",
+        .args = "",
+        .opts = BIT(OPT_SINCE) | BIT(OPT_UNTIL) | BIT(OPT_ACTOR) | BIT(OPT_OBJECT),
+        .summary = "write the audit log to stdout as JSON lines",
+        .help = "Writes every matching audit entry to stdout, one JSON object per line, with\n"
+                "its hashes. An export without --actor or --object can be checked later with\n"
+                "`drover audit verify --file`.",
+        .run = cmd_audit,
+    },
+    {
+        .path = "audit verify",
+        .args = "",
+        .opts = BIT(OPT_FILE),
+        .summary = "check the audit log's hash chain",
+        .help = "Fetches the whole audit log (or reads an export) and recomputes every entry's\n"
+                "hash and its link to the entry before. Prints \"audit chain intact: N entries\"\n"
+                "and the last seq and hash (keep them: a log cut short after them still\n"
+                "verifies), or \"audit chain broken at seq N: REASON\" and exits 1.",
+        .run = cmd_audit,
+    },
+    {
+        .path = "token create",
+        .args = "NAME",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_ROLE) | BIT(OPT_EXPIRES_IN),
+        .summary = "make an API token and print it once (admin)",
+        .help = "Makes an API token named NAME (1 to 64 bytes, for people to read) with role\n"
+                "admin, operator or viewer, and prints it. The token is shown only this once:\n"
+                "the server keeps only its hash. Without --expires-in it never expires.",
+        .opt_help = {{OPT_ROLE, "the token's role (required)"}},
+        .run = cmd_operators,
+    },
+    {
+        .path = "token list",
+        .args = "",
+        .summary = "list API tokens, never their values (admin)",
+        .help = "Lists API tokens: id, name, role, when made and when they expire. Tokens made\n"
+                "by `drover login` are named login:USER.",
+        .run = cmd_operators,
+    },
+    {
+        .path = "token rm",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "revoke an API token (admin)",
+        .help = "Deletes the token with this id (from `drover token list`); it stops working\n"
+                "at once.",
+        .run = cmd_operators,
+    },
+    {
+        .path = "user add",
+        .args = "NAME",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_ROLE) | BIT(OPT_PASSWORD_STDIN),
+        .summary = "add an operator user (admin)",
+        .help = "Adds user NAME (1 to 64 characters of A-Z a-z 0-9 . _ -) with a role. The\n"
+                "password (12 to 1024 bytes) is asked twice on the terminal with echo off, or\n"
+                "read from the first line of stdin with --password-stdin.",
+        .opt_help = {{OPT_ROLE, "the user's role (required)"}},
+        .run = cmd_operators,
+    },
+    {
+        .path = "user list",
+        .args = "",
+        .summary = "list operator users (admin)",
+        .help = "Lists users: name, role, whether disabled, when added. Password hashes are\n"
+                "never shown.",
+        .run = cmd_operators,
+    },
+    {
+        .path = "user rm",
+        .args = "NAME",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "delete an operator user (admin)",
+        .help = "Deletes the user and revokes every token its logins made.",
+        .run = cmd_operators,
+    },
+    {
+        .path = "user set",
+        .args = "NAME",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_ROLE) | BIT(OPT_DISABLE) | BIT(OPT_ENABLE) | BIT(OPT_PASSWORD_STDIN),
+        .summary = "change a user's role, password or state (admin)",
+        .help = "Changes the role, disables or enables the user, or sets a new password read\n"
+                "from stdin. A new role, a new password or --disable revokes every token the\n"
+                "user's logins made.",
+        .opt_help = {{OPT_ROLE, "the new role"},
+                     {OPT_PASSWORD_STDIN, "a new password from the first line of stdin"}},
+        .run = cmd_operators,
+    },
+    {
+        .path = "login",
+        .args = "NAME",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_PASSWORD_STDIN) | BIT(OPT_SAVE) | BIT(OPT_EXPIRES_IN),
+        .summary = "log in with a user's password and get a token",
+        .help = "Logs in as user NAME (no token needed) and prints the API token the server\n"
+                "makes: role of the user, valid 12 hours unless --expires-in says otherwise.\n"
+                "The password is asked on the terminal with echo off, or read with\n"
+                "--password-stdin. With --save the token goes to the config file\n"
+                "($DROVER_CONFIG or ~/.config/drover/config, mode 0600) instead of stdout.\n"
+                "Repeated failures are refused for a while (429, see docs/config.md).",
+        .run = cmd_operators,
     },
     {
         .path = "help",
@@ -2583,6 +2730,81 @@ static int cmd_job_show(ctx_t *ctx, const args_t *a)
     cli_table_fini(&t);
     json_decref(doc);
     return rc;
+}
+
+/* audit list | export | verify: the work is in cmd_audit.c. */
+static int cmd_audit(ctx_t *ctx, const args_t *a)
+{
+    char since[128], until[128], sbuf[64];
+    cli_audit_opts_t o = {.actor = a->val[OPT_ACTOR],
+                          .object = a->val[OPT_OBJECT],
+                          .cursor = a->val[OPT_CURSOR],
+                          .file = a->val[OPT_FILE],
+                          .all = a->set[OPT_ALL],
+                          .json = ctx->json};
+    int64_t now = util_now_ms();
+    const int when[2] = {OPT_SINCE, OPT_UNTIL};
+    char *out[2] = {since, until};
+    for (int i = 0; i < 2; i++) {
+        const char *v = a->val[when[i]];
+        if (v != NULL && cli_parse_when(v, now, out[i], sizeof(since)) < 0)
+            return usage_error(a->cmd,
+                               "--%s wants epoch ms, RFC 3339, now, or -N followed by s, m, h, d "
+                               "or w; got '%s'",
+                               options[when[i]].name, shown(v, sbuf, sizeof(sbuf)));
+    }
+    o.since = a->val[OPT_SINCE] ? since : NULL;
+    o.until = a->val[OPT_UNTIL] ? until : NULL;
+    if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &o.limit) < 0)
+        return usage_error(a->cmd, "--limit wants a positive number");
+    if (o.file == NULL) {
+        int rc = connect_ctx(ctx);
+        if (rc != 0)
+            return rc;
+    }
+    return cli_audit_run(a->cmd->path + strlen("audit "), ctx->http, ctx->server, &o);
+}
+
+/* The connection for cmd_operators.c: with a token, or (login) without. */
+static int ops_connect(void *arg, bool with_token, cli_http_t **http, const char **server)
+{
+    ctx_t *ctx = arg;
+    int rc = 0;
+    if (with_token) {
+        rc = connect_ctx(ctx);
+    } else if (ctx->http == NULL) {
+        rc = resolve_server(ctx, ctx->args, ctx->cfg);
+        if (rc == 0 && !ctx->curl_ready) {
+            if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                errorf("cannot initialise libcurl");
+                return EXIT_SERVER;
+            }
+            ctx->curl_ready = true;
+        }
+        if (rc == 0 && cli_http_new(ctx->server, NULL, ctx->timeout_s, &ctx->http) < 0) {
+            errorf("out of memory");
+            return EXIT_SERVER;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    *http = ctx->http;
+    *server = ctx->server;
+    return 0;
+}
+
+/* token, user and login commands: the work is in cmd_operators.c. */
+static int cmd_operators(ctx_t *ctx, const args_t *a)
+{
+    cli_ops_opts_t o = {.arg = a->npos > 0 ? a->pos[0] : NULL,
+                        .role = a->val[OPT_ROLE],
+                        .expires_in = a->val[OPT_EXPIRES_IN],
+                        .password_stdin = a->set[OPT_PASSWORD_STDIN],
+                        .save = a->set[OPT_SAVE],
+                        .disable = a->set[OPT_DISABLE],
+                        .enable = a->set[OPT_ENABLE],
+                        .json = ctx->json};
+    return cli_ops_run(a->cmd->path, &o, ops_connect, ctx);
 }
 
 static int cmd_help(ctx_t *ctx, const args_t *a)

@@ -13,6 +13,9 @@
 #include "commands/jobs.h"
 #include "core/config.h"
 #include "registry/registry.h"
+#include "security/audit.h"
+#include "security/ratelimit.h"
+#include "security/users.h"
 #include "store/store.h"
 #include "twin/twin.h"
 
@@ -27,7 +30,14 @@ typedef struct api_deps {
     twin_t *twin;
     commands_t *commands;
     jobs_t *jobs;
+    struct pki *pki; /* NULL when no CA is available */
     const config_t *config;
+    audit_t *audit; /* NULL: nothing is audited */
+    /* Operator logins (operators.c): the password hashing thread (NULL:
+     * user writes and logins answer 500) and the failed-login limiter
+     * (NULL: no limit). */
+    users_worker_t *users;
+    ratelimit_t *login_limit;
     /* Appends Prometheus text-format lines for the MQTT side to buf. */
     void (*metrics)(void *ctx, struct evbuffer *buf);
     void *metrics_ctx;

@@ -17,13 +17,27 @@
 
 typedef struct api_pending api_pending_t;
 
+/* What the audit log records of a request: filled by the dispatcher,
+ * copied into an api_pending_t, and written once, when the reply is sent
+ * (http.c). A handler may refine actor or object before it replies (login
+ * names the user: "user:<name>"); never a secret. */
+typedef struct api_audit_info {
+    bool on;         /* write an entry when the reply is sent */
+    bool deny_only;  /* GET and HEAD: only a refusal (401, 403) is written */
+    char actor[128]; /* "token:<name>", "user:<user>" (a "login:<user>" token), "anonymous" */
+    char action[64]; /* "<METHOD> <route pattern>" */
+    char object[DROVER_ID_MAX + 1];
+    char source[64]; /* peer "ip:port" */
+} api_audit_info_t;
+
 struct api {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp *https;       /* NULL unless api_listen_tls */
     struct ssl_ctx_st *ssl_ctx; /* borrowed */
     api_deps_t deps;
-    api_pending_t *pending; /* requests whose reply waits for the store */
+    api_pending_t *pending;  /* requests whose reply waits for the store */
+    struct api_req *current; /* the request being dispatched, for auditing */
     uint64_t requests;
     uint64_t responses[6]; /* by status class: [2] = 2xx ... [5] = 5xx */
 };
@@ -36,6 +50,7 @@ typedef struct api_req {
     const char *id; /* the decoded, validated {id} segment, or NULL */
     role_t role;    /* ROLE_NONE on public routes */
     store_token_t token;
+    api_audit_info_t audit;
 } api_req_t;
 
 typedef void (*api_handler_fn)(api_req_t *r);
@@ -56,6 +71,9 @@ void api_reply_error(api_t *api, struct evhttp_request *req, int status, const c
 void api_reply_errno(api_t *api, struct evhttp_request *req, int rc, const char *what);
 /* 204, no body. */
 void api_reply_empty(api_t *api, struct evhttp_request *req, int status);
+/* Sends buf (borrowed; drained) as is, with the content type. */
+void api_reply_buffer(api_t *api, struct evhttp_request *req, int status, const char *content_type,
+                      struct evbuffer *buf);
 
 /* Parses the request body as one JSON value. On failure replies 400 and
  * returns < 0; the caller must then return without replying. */
@@ -87,6 +105,7 @@ struct api_pending {
     struct evhttp_connection *evcon;
     api_pending_t *prev, *next;
     char id[DROVER_ID_MAX + 1];
+    api_audit_info_t audit; /* the request's, object = id */
 };
 
 api_pending_t *api_pending_new(api_req_t *r);

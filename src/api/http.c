@@ -155,11 +155,47 @@ static const char *role_name(role_t r)
 
 /* ---- Replies --------------------------------------------------------------- */
 
+/* Auditing. Every routed request that is not a read (GET, HEAD) is
+ * written to the audit log once, when its reply goes out, and so is every
+ * refusal (401, 403) on any route: the reply is the one point every path
+ * passes. A synchronous reply finds its request in api->current, a
+ * deferred one in the pending list (one entry per request waiting for
+ * the store, so the walk is short and only made for writes and refusals). */
+static void audit_write(api_t *api, const api_audit_info_t *info, bool deny, const char *outcome)
+{
+    char action[sizeof(info->action) + 8];
+    snprintf(action, sizeof(action), "%s%s", deny ? "DENY " : "", info->action);
+    audit_log(api->deps.audit, info->actor, action, info->object, outcome, info->source, NULL);
+}
+
+static void audit_reply(api_t *api, struct evhttp_request *req, int status)
+{
+    if (api->deps.audit == NULL)
+        return;
+    bool deny = status == 401 || status == 403;
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (!deny && (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD))
+        return;
+    api_audit_info_t *info = NULL;
+    for (api_pending_t *p = api->pending; p != NULL && info == NULL; p = p->next)
+        if (p->req == req)
+            info = &p->audit;
+    if (info == NULL && api->current != NULL && api->current->req == req)
+        info = &api->current->audit;
+    if (info == NULL || !info->on || (info->deny_only && !deny))
+        return;
+    info->on = false;
+    char outcome[16];
+    snprintf(outcome, sizeof(outcome), "%d", status);
+    audit_write(api, info, deny, outcome);
+}
+
 static void send_reply(api_t *api, struct evhttp_request *req, int status, struct evbuffer *buf)
 {
     int cls = status / 100;
     if (cls >= 1 && cls <= 5)
         api->responses[cls]++;
+    audit_reply(api, req, status);
     evhttp_send_reply(req, status, NULL, buf);
 }
 
@@ -284,6 +320,15 @@ void api_reply_empty(api_t *api, struct evhttp_request *req, int status)
     send_reply(api, req, status, NULL);
 }
 
+void api_reply_buffer(api_t *api, struct evhttp_request *req, int status, const char *content_type,
+                      struct evbuffer *buf)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    send_reply(api, req, status, buf);
+}
+
 int api_body_json(api_req_t *r, json_t **out)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
@@ -401,6 +446,9 @@ api_pending_t *api_pending_new(api_req_t *r)
     p->evcon = evhttp_request_get_connection(r->req);
     if (r->id != NULL)
         snprintf(p->id, sizeof(p->id), "%s", r->id);
+    p->audit = r->audit;
+    if (r->id != NULL) /* a create names its new object here */
+        snprintf(p->audit.object, sizeof(p->audit.object), "%s", r->id);
     if (p->evcon != NULL)
         evhttp_connection_set_closecb(p->evcon, conn_closed, r->api);
     p->next = r->api->pending;
@@ -414,6 +462,11 @@ void api_pending_free(api_pending_t *p)
 {
     if (p == NULL)
         return;
+    /* The client left before its write was answered: the write still
+     * happened (or failed), so it is still on the record. */
+    if (p->api != NULL && p->req == NULL && p->audit.on && !p->audit.deny_only &&
+        p->api->deps.audit != NULL)
+        audit_write(p->api, &p->audit, false, "disconnected");
     if (p->api != NULL) {
         if (p->prev != NULL)
             p->prev->next = p->next;
@@ -457,6 +510,8 @@ static void handle_metrics(api_req_t *r)
            api->deps.store != NULL ? store_pending(api->deps.store) : 0);
     metric(b, "drover_http_requests_total", "counter", "HTTP requests routed by the API.",
            api->requests);
+    metric(b, "drover_audit_lost_total", "counter", "Audit entries that could not be stored.",
+           audit_lost(api->deps.audit));
     evbuffer_add_printf(b, "# HELP drover_http_responses_total HTTP responses sent by the API, "
                            "by status class.\n# TYPE drover_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
@@ -566,6 +621,27 @@ static bool is_json_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+/* What the audit log will need of a routed request (see audit_reply). */
+static void audit_prepare(api_req_t *r, enum evhttp_cmd_type m, const char *pattern, const char *id)
+{
+    api_audit_info_t *a = &r->audit;
+    a->on = true;
+    a->deny_only = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+    snprintf(a->actor, sizeof(a->actor), "anonymous");
+    snprintf(a->action, sizeof(a->action), "%s %s", method_name(m), pattern);
+    if (id != NULL && util_id_valid(id, strlen(id)))
+        snprintf(a->object, sizeof(a->object), "%s", id);
+    struct evhttp_connection *c = evhttp_request_get_connection(r->req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (c != NULL)
+        evhttp_connection_get_peer(c, &addr, &port);
+    if (addr != NULL && strchr(addr, ':') != NULL)
+        snprintf(a->source, sizeof(a->source), "[%s]:%u", addr, (unsigned)port);
+    else if (addr != NULL)
+        snprintf(a->source, sizeof(a->source), "%s:%u", addr, (unsigned)port);
+}
+
 /* 0 and r->role when the bearer token is good; otherwise replies. */
 static int authenticate(api_req_t *r, role_t need)
 {
@@ -591,6 +667,13 @@ static int authenticate(api_req_t *r, role_t need)
         memcpy(token, t, len);
         token[len] = '\0';
         rc = tokens_verify(r->api->deps.store, token, &role, &r->token);
+    }
+    if (rc == 0) {
+        /* A password login mints a token named "login:<user>". */
+        const char *n = r->token.name;
+        bool user = strncmp(n, "login:", 6) == 0;
+        snprintf(r->audit.actor, sizeof(r->audit.actor), "%s:%.*s", user ? "user" : "token",
+                 (int)sizeof(r->audit.actor) - 7, user ? n + 6 : n);
     }
     if (rc == -EACCES) {
         evhttp_add_header(out, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -655,6 +738,8 @@ static void dispatch(struct evhttp_request *req, void *arg)
         goto done;
     }
 
+    audit_prepare(&r, m, route->pattern, id_seg >= 0 ? p.segs[id_seg] : NULL);
+    api->current = &r;
     if (route->min_role > ROLE_NONE && authenticate(&r, route->min_role) < 0)
         goto done;
 
@@ -689,6 +774,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
     route->fn(&r);
 
 done:
+    api->current = NULL;
     path_fini(&p);
 }
 

@@ -37,6 +37,9 @@ void config_defaults(config_t *c)
     c->takeover_limit = 30;
     c->allow_anonymous = 0;
     c->max_body = 1024 * 1024;
+    c->auth_fail_limit = 10;
+    c->auth_fail_window_s = 60;
+    c->auth_fail_loopback = 0;
     c->max_telemetry_points = 4096;
     c->presence_flush_ms = 5000;
     c->max_twin_bytes = 64 * 1024;
@@ -101,6 +104,9 @@ static const struct key keys[] = {
     U32(allow_anonymous, 0, 1),
     STR(deny_subscribe),
     U32(max_body, 1024, 1024 * 1024 * 1024),
+    U32(auth_fail_limit, 0, 1000000),
+    U32(auth_fail_window_s, 1, 86400),
+    U32(auth_fail_loopback, 0, 1),
     U32(max_telemetry_points, 1, 1000000),
     U32(presence_flush_ms, 100, 3600000),
     U32(max_twin_bytes, 64, 16 * 1024 * 1024),

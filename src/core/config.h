@@ -51,6 +51,11 @@ typedef struct config {
     /* HTTP */
     uint32_t max_body; /* bytes of a request body */
 
+    /* Failed logins and device authentications, per source and per identity */
+    uint32_t auth_fail_limit;    /* failures per window before a block (0 = no limit) */
+    uint32_t auth_fail_window_s; /* the window, and the length of a block */
+    uint32_t auth_fail_loopback; /* 1: limit loopback sources per source too */
+
     /* Telemetry */
     uint32_t max_telemetry_points; /* points in one payload */
 

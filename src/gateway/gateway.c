@@ -25,6 +25,7 @@
 #include "pki/pki.h"
 #include "security/tls.h"
 #include "mqtt/topic.h"
+#include "security/ratelimit.h"
 #include "security/tokens.h"
 #include "telemetry/telemetry.h"
 
@@ -46,6 +47,7 @@ struct gateway {
     uint64_t twin_rejected;
     uint64_t results_rejected;
     uint64_t auth_failures;
+    ratelimit_t *auth_limit; /* failed authentications per source and client id */
 };
 
 typedef struct gw_client {
@@ -100,9 +102,8 @@ static int cert_auth(gateway_t *gw, const mqtt_auth_t *a, mqtt_grant_t *grant)
     return 0;
 }
 
-static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant)
+static uint8_t check_credentials(gateway_t *gw, const mqtt_auth_t *a, mqtt_grant_t *grant)
 {
-    gateway_t *gw = ctx;
     int crc = cert_auth(gw, a, grant);
     if (crc >= 0) {
         if (crc > 0)
@@ -184,6 +185,13 @@ static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant
     int rc = registry_authenticate(gw->registry, id, pw, pwl);
     if (rc < 0) {
         gw->auth_failures++;
+        registry_device_t *d = registry_find(gw->registry, id);
+        /* A revoked device is refused whatever it presents; saying so
+         * reveals nothing its owner does not know. */
+        if (d != NULL && d->revoked) {
+            log_info("mqtt %s: refused device '%s': credentials revoked", a->peer, id);
+            return MQTT_RC_NOT_AUTHORIZED;
+        }
         log_info("mqtt %s: refused device '%s': %s", a->peer, id,
                  rc == -ENOENT ? "unknown device" : "wrong secret");
         return MQTT_RC_BAD_USER_OR_PASSWORD;
@@ -196,6 +204,37 @@ static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant
     grant->user = cl;
     snprintf(grant->acl_prefix, sizeof(grant->acl_prefix), "devices/%s/", id);
     return 0;
+}
+
+/* Failed authentications are limited per source address and per client
+ * id (security/ratelimit.h; auth_fail_limit per auth_fail_window_s): a
+ * blocked source or id is refused with 0x8A banned (3.1.1: 5 not
+ * authorized) before any credential is looked at, and every refusal
+ * counts against both. Loopback sources count per id only, unless
+ * auth_fail_loopback (behind a local proxy every client is loopback). */
+static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant)
+{
+    gateway_t *gw = ctx;
+    char src[RATELIMIT_KEY_MAX], idk[RATELIMIT_KEY_MAX] = "";
+    int64_t now = util_mono_us() / 1000;
+    int lb = ratelimit_source_key(a->peer, true, src, sizeof(src));
+    ratelimit_t *by_src =
+        lb == 0 || (lb == 1 && gw->cfg->auth_fail_loopback) ? gw->auth_limit : NULL;
+    if (util_id_valid(a->client_id, a->client_id_len))
+        snprintf(idk, sizeof(idk), "id:%.*s", (int)a->client_id_len, a->client_id);
+    ratelimit_t *by_id = idk[0] ? gw->auth_limit : NULL;
+    if (ratelimit_check(by_src, src, now) > 0 || ratelimit_check(by_id, idk, now) > 0) {
+        gw->auth_failures++;
+        log_info("mqtt %s: refused '%s': too many failed authentications", a->peer,
+                 idk[0] ? idk + 3 : "?");
+        return MQTT_RC_BANNED;
+    }
+    uint8_t rc = check_credentials(gw, a, grant);
+    if (rc != 0 && rc != MQTT_RC_SERVER_UNAVAILABLE) {
+        ratelimit_fail(by_src, src, now);
+        ratelimit_fail(by_id, idk, now);
+    }
+    return rc;
 }
 
 static void connected(void *ctx, void *user)
@@ -598,7 +637,10 @@ int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, regis
     gw->twin = twin;
     gw->cmds = cmds;
     strmap_init(&gw->live);
-    int rc = mqtt_broker_new(base, cfg, host, port, &hooks, gw, &gw->broker);
+    int rc = ratelimit_new(cfg->auth_fail_limit, cfg->auth_fail_window_s, RATELIMIT_ENTRIES_DEFAULT,
+                           &gw->auth_limit);
+    if (rc == 0)
+        rc = mqtt_broker_new(base, cfg, host, port, &hooks, gw, &gw->broker);
     if (rc < 0)
         goto fail;
     gw->flush_timer = event_new(base, -1, EV_PERSIST, flush_cb, gw);
@@ -615,6 +657,7 @@ int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, regis
     return 0;
 fail:
     mqtt_broker_free(gw->broker);
+    ratelimit_free(gw->auth_limit);
     strmap_fini(&gw->live);
     free(gw);
     return rc;
@@ -633,6 +676,7 @@ void gateway_free(gateway_t *gw)
         pki_set_revoke_hook(gw->pki, NULL, NULL);
     mqtt_broker_free(gw->broker);
     registry_flush(gw->registry);
+    ratelimit_free(gw->auth_limit);
     strmap_fini(&gw->live);
     free(gw);
 }

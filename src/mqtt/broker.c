@@ -125,18 +125,39 @@ void conn_unref(conn_t *c)
         conn_free(c);
 }
 
-static void close_after_flush(struct bufferevent *bev, void *arg)
-{
-    (void)arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_free(bev);
-}
-
 static void close_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)what;
     (void)arg;
     bufferevent_free(bev);
+}
+
+static void discard_input(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* Once the last bytes (a DISCONNECT, a refusing CONNACK) are out: over
+ * plain TCP, half-close and read and discard until the client closes (or
+ * two seconds pass), so the client reads our reason instead of failing a
+ * write on a reset socket; over TLS, close at once. */
+static void close_after_flush(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+        return;
+    if (bufferevent_openssl_get_ssl(bev) != NULL || shutdown(bufferevent_getfd(bev), SHUT_WR) < 0) {
+        bufferevent_free(bev);
+        return;
+    }
+    struct timeval tv = {2, 0};
+    bufferevent_setcb(bev, discard_input, NULL, close_event, NULL);
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_set_timeouts(bev, &tv, NULL);
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
 }
 
 static void will_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -782,7 +803,7 @@ bool mqtt_broker_send(mqtt_broker_t *b, const char *client_id, const char *topic
     if (!topic_name_valid(topic, tl, 65535, 65535) || !mqtt_codec_utf8_valid(topic, tl) || qos > 2)
         return false;
     int granted = session_match(s, topic, tl);
-    if (granted < 0)
+    if (granted < 0 || !session_may_see(s, topic, tl))
         return false;
     msg_t *m = msg_new(topic, tl, NULL, 0, payload, len, qos, false);
     if (m == NULL)

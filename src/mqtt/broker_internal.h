@@ -90,8 +90,9 @@ struct session {
     mqtt_broker_t *broker;
     char *client_id;
     size_t client_id_len;
-    conn_t *conn;      /* NULL while offline */
-    char *deny_prefix; /* copied from the client's grant; NULL = none */
+    conn_t *conn;       /* NULL while offline */
+    char *deny_prefix;  /* copied from the client's grant; NULL = none */
+    char *allow_prefix; /* likewise: only topics under it are delivered */
     bool persistent;
     uint32_t expiry_s; /* after disconnect; UINT32_MAX = never */
     int64_t expire_at; /* ms; while offline */

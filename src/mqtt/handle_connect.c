@@ -303,8 +303,11 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
         s->expiry_s = cfg->session_expiry_max;
     }
     free(s->deny_prefix);
+    free(s->allow_prefix);
     s->deny_prefix = c->deny_prefix ? strdup(c->deny_prefix) : NULL;
-    if (c->deny_prefix != NULL && s->deny_prefix == NULL) {
+    s->allow_prefix = c->acl_prefix ? strdup(c->acl_prefix) : NULL;
+    if ((c->deny_prefix != NULL && s->deny_prefix == NULL) ||
+        (c->acl_prefix != NULL && s->allow_prefix == NULL)) {
         session_discard(s);
         return refuse(c, ck.version, MQTT_RC_SERVER_UNAVAILABLE);
     }

@@ -71,7 +71,7 @@ int handle_subscribe(conn_t *c, uint8_t type, const uint8_t *body, size_t len)
         } else if (!sub.unsubscribe && filter_denied(cfg->deny_subscribe, f, fl)) {
             b->stats.acl_denied++;
             log_info("mqtt %s: subscribe '%.*s' refused by deny_subscribe", c->peer, (int)fl, f);
-            code = v5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
+            code = 0x80; /* a policy refusal: Unspecified error in both versions */
         } else if (!conn_acl_ok(c, f, fl)) {
             b->stats.acl_denied++;
             log_warn("mqtt %s: %s '%.*s' outside the client's namespace refused", c->peer,

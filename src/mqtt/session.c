@@ -74,6 +74,7 @@ void session_free(session_t *s)
         event_free(s->will_timer);
     msg_unref(s->will);
     free(s->deny_prefix);
+    free(s->allow_prefix);
     free(s->client_id);
     free(s);
 }
@@ -655,8 +656,17 @@ void session_send_retained(session_t *s, const char *filter, size_t len, uint8_t
 
 /* ---- Routing ------------------------------------------------------------------ */
 
+/* Delivery applies the client's ACL too: a filter such as
+ * "devices/d1/#" also matches the parent "devices/d1" ([MQTT-4.7.1-2]),
+ * which lies outside the namespace the client was granted (found by the
+ * handler fuzzer). */
 bool session_may_see(const session_t *s, const char *topic, size_t len)
 {
+    if (s->allow_prefix != NULL) {
+        size_t n = strlen(s->allow_prefix);
+        if (len <= n || memcmp(topic, s->allow_prefix, n) != 0)
+            return false;
+    }
     if (s->deny_prefix == NULL)
         return true;
     size_t n = strlen(s->deny_prefix);

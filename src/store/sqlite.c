@@ -4,7 +4,8 @@
  * telemetry and tokens; the control plane's SQL (twins, commands, bulk
  * jobs) is in sqlite_control.c, on the same statement cache. It knows
  * nothing of threads or jobs; store.c decides which connection a function
- * runs on (see sqlite_internal.h).
+ * runs on (see sqlite_internal.h). The security section's SQL (users,
+ * certificates, enrollments, audit) is in sqlite_security.c.
  *
  * File and durability. One file, <dir>/drover.db, in WAL mode with
  * synchronous=FULL: every COMMIT appends to the WAL and fsyncs it, so a
@@ -30,11 +31,14 @@
  *   that keeps it current touches one b-tree.
  *   Version 2 adds devices.last_seq and the control plane's tables; see
  *   sqlite_control.c for their indexes and why.
+ *   Version 3 adds devices.revoked_at and the security tables (users,
+ *   certificates, enrollments, audit); see sqlite_security.c.
  *
  * There are no declared foreign keys: the store itself deletes a device's
- * telemetry with the device, and checks that a device exists before
- * appending its points (once per device, cached across batches, see
- * "Writer batch state"), which is cheaper than an FK lookup per row.
+ * telemetry (and twin, commands, job items, certificates) with the
+ * device, and checks that a device exists before appending its points
+ * (once per device, cached across batches, see "Writer batch state"),
+ * which is cheaper than an FK lookup per row.
  *
  * Write path speed. The telemetry rate (tens of thousands of messages a
  * second, each a job) sets the design of the writer: statements prepared
@@ -139,9 +143,54 @@ static const char *const MIGRATIONS[] = {
     " detail TEXT,"
     " PRIMARY KEY (job, device)) WITHOUT ROWID;"
     "CREATE INDEX job_items_device ON job_items(device);",
+    /* 3: device revocation, operator users, device certificates, enrollment
+     * groups, the audit log. */
+    "ALTER TABLE devices ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE users("
+    " name TEXT PRIMARY KEY,"
+    " role TEXT NOT NULL,"
+    " password_hash TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " disabled INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE certificates("
+    " serial TEXT PRIMARY KEY,"
+    " device INTEGER NOT NULL,"
+    " not_before INTEGER NOT NULL,"
+    " not_after INTEGER NOT NULL,"
+    " pem TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " revoked_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX certificates_device ON certificates(device);"
+    "CREATE TABLE enrollments("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " token_hash BLOB UNIQUE NOT NULL,"
+    " max_uses INTEGER NOT NULL,"
+    " uses INTEGER NOT NULL DEFAULT 0,"
+    " expires_at INTEGER NOT NULL,"
+    " revoked_at INTEGER NOT NULL DEFAULT 0,"
+    " tags TEXT NOT NULL,"
+    " grp TEXT NOT NULL DEFAULT '',"
+    " desired TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE audit("
+    " seq INTEGER PRIMARY KEY,"
+    " ts INTEGER NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " object TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " source TEXT NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " prev_hash BLOB NOT NULL,"
+    " hash BLOB NOT NULL);"
+    "CREATE INDEX audit_ts ON audit(ts);"
+    "CREATE INDEX audit_actor ON audit(actor);"
+    "CREATE INDEX audit_object ON audit(object);",
 };
 
-#define DEVICE_COLS "key, id, tags, salt, secret_hash, online, last_seen, created_at, last_seq"
+#define DEVICE_COLS                                                                                \
+    "key, id, tags, salt, secret_hash, online, last_seen, created_at, last_seq, revoked_at"
 
 /* The match of a tag: json_each decodes the key, so any key text (quotes,
  * dots, brackets) is bound as a plain value and never parsed as a path.
@@ -190,7 +239,7 @@ static const char *const SQL[SQL_CONTROL_FIRST_] = {
     [SQL_RELEASE] = "RELEASE job",
     [SQL_ROLLBACK_TO] = "ROLLBACK TO job",
     [SQL_DEVICE_INSERT] = "INSERT INTO devices(id, tags, salt, secret_hash, online, last_seen,"
-                          " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                          " created_at, revoked_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [SQL_DEVICE_DELETE] = "DELETE FROM devices WHERE key = ?1",
     [SQL_DEVICE_DELETE_TELEMETRY] = "DELETE FROM telemetry WHERE device = ?1",
     [SQL_DEVICE_DELETE_LATEST] = "DELETE FROM telemetry_latest WHERE device = ?1",
@@ -224,7 +273,11 @@ static const char *const SQL[SQL_CONTROL_FIRST_] = {
 
 static const char *sql_text(store_sql_t id)
 {
-    return id < SQL_CONTROL_FIRST_ ? SQL[id] : store_sqlite_control_sql[id - SQL_CONTROL_FIRST_];
+    if (id >= SQL_CONTROL_FIRST_)
+        return store_sqlite_control_sql[id - SQL_CONTROL_FIRST_];
+    if (id >= SQL_SECURITY_FIRST_)
+        return store_sqlite_security_sql[id - SQL_SECURITY_FIRST_];
+    return SQL[id];
 }
 
 int store_sqlite_schema_version(void)
@@ -848,6 +901,7 @@ int store_sqlite_device_insert(store_conn_t *c, const store_device_t *d, int64_t
     else
         sqlite3_bind_null(s, 6);
     sqlite3_bind_int64(s, 7, d->created_at);
+    sqlite3_bind_int64(s, 8, d->revoked_at);
     rc = stmt_run(s);
     if (rc < 0)
         return rc;
@@ -862,8 +916,9 @@ int store_sqlite_device_insert(store_conn_t *c, const store_device_t *d, int64_t
 int store_sqlite_device_delete(store_conn_t *c, int64_t key)
 {
     static const store_sql_t steps[] = {
-        SQL_DEVICE_DELETE,      SQL_DEVICE_DELETE_TELEMETRY, SQL_DEVICE_DELETE_LATEST,
-        SQL_DEVICE_DELETE_TWIN, SQL_DEVICE_DELETE_COMMANDS,  SQL_DEVICE_DELETE_JOB_ITEMS,
+        SQL_DEVICE_DELETE,       SQL_DEVICE_DELETE_TELEMETRY, SQL_DEVICE_DELETE_LATEST,
+        SQL_DEVICE_DELETE_TWIN,  SQL_DEVICE_DELETE_COMMANDS,  SQL_DEVICE_DELETE_JOB_ITEMS,
+        SQL_DEVICE_DELETE_CERTS,
     };
     store_wstate_t *w = c->w;
     int rc =
@@ -1021,6 +1076,7 @@ static int row_device(sqlite3_stmt *s, store_device_t *d)
     d->last_seen = sqlite3_column_int64(s, 6); /* NULL reads as 0: never */
     d->created_at = sqlite3_column_int64(s, 7);
     d->last_seq = sqlite3_column_int64(s, 8);
+    d->revoked_at = sqlite3_column_int64(s, 9);
     return 0;
 }
 

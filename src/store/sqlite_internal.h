@@ -1,7 +1,8 @@
 /*
  * Private interface between the store's job machinery (store.c) and its
- * SQLite backend (sqlite.c, and sqlite_control.c for twins, commands and
- * bulk jobs). Nothing outside src/store includes this.
+ * SQLite backend (sqlite.c, sqlite_control.c for twins, commands and
+ * bulk jobs, sqlite_security.c for users, certificates, enrollments and
+ * the audit log). Nothing outside src/store includes this.
  *
  * A store_conn_t is one SQLite connection plus its cache of prepared
  * statements. The store holds two: the write connection, used only by the
@@ -50,6 +51,41 @@ typedef enum {
     SQL_TOKEN_BY_HASH,
     SQL_TOKEN_COUNT,
     SQL_DEVICE_SET_LAST_SEQ,
+    /* The security section's statements (schema v3); their text is in
+     * sqlite_security.c. They sit before the control plane's so that
+     * store_sqlite_control_sql keeps its size. */
+    SQL_SECURITY_FIRST_,
+    SQL_DEVICE_DELETE_CERTS = SQL_SECURITY_FIRST_,
+    SQL_DEVICE_REVOKE,
+    SQL_TOKEN_DELETE,
+    SQL_TOKEN_GET,
+    SQL_TOKEN_LIST,
+    SQL_USER_INSERT,
+    SQL_USER_UPDATE,
+    SQL_USER_DELETE,
+    SQL_USER_GET,
+    SQL_USER_LIST,
+    SQL_CERT_INSERT,
+    SQL_CERT_REVOKE,
+    SQL_CERT_REVOKE_DEVICE,
+    SQL_CERT_EXISTS,
+    SQL_CERT_GET,
+    SQL_CERT_LIST,
+    SQL_CERT_REVOKED,
+    SQL_ENROLL_INSERT,
+    SQL_ENROLL_STATE,
+    SQL_ENROLL_USE,
+    SQL_ENROLL_REVOKE,
+    SQL_ENROLL_EXISTS,
+    SQL_ENROLL_GET,
+    SQL_ENROLL_FIND,
+    SQL_ENROLL_LIST,
+    SQL_AUDIT_APPEND,
+    SQL_AUDIT_LAST,
+    SQL_AUDIT_LIST,
+    SQL_AUDIT_LIST_TS,
+    SQL_AUDIT_LIST_ACTOR,
+    SQL_AUDIT_LIST_OBJECT,
     /* The control plane's statements; their text is in sqlite_control.c. */
     SQL_CONTROL_FIRST_,
     SQL_DEVICE_DELETE_TWIN = SQL_CONTROL_FIRST_,
@@ -73,6 +109,8 @@ typedef enum {
 
 /* Text of SQL_CONTROL_FIRST_ .. SQL_COUNT_ - 1, in enum order. */
 extern const char *const store_sqlite_control_sql[SQL_COUNT_ - SQL_CONTROL_FIRST_];
+/* Text of SQL_SECURITY_FIRST_ .. SQL_CONTROL_FIRST_ - 1, in enum order. */
+extern const char *const store_sqlite_security_sql[SQL_CONTROL_FIRST_ - SQL_SECURITY_FIRST_];
 
 typedef struct store_wstate store_wstate_t;
 
@@ -153,6 +191,28 @@ int store_sqlite_job_put(store_conn_t *c, const store_job_t *j);
 int store_sqlite_job_items_put(store_conn_t *c, const char *job, const store_job_item_t *items,
                                size_t n);
 
+/* Security section (sqlite_security.c). insert_many inserts n devices
+ * through store_sqlite_device_insert and sets *first to the first key; the
+ * caller's savepoint makes it all or nothing. claim runs the checks, the
+ * device insert and the use count of store_enrollment_claim; it writes
+ * nothing before every check has passed. */
+int store_sqlite_device_revoke(store_conn_t *c, int64_t key, int64_t revoked_at);
+int store_sqlite_device_insert_many(store_conn_t *c, const store_device_t *devs, size_t n,
+                                    int64_t *first);
+int store_sqlite_token_delete(store_conn_t *c, const char *id);
+int store_sqlite_user_insert(store_conn_t *c, const store_user_t *u);
+int store_sqlite_user_update(store_conn_t *c, const store_user_t *u);
+int store_sqlite_user_delete(store_conn_t *c, const char *name);
+int store_sqlite_cert_insert(store_conn_t *c, const store_cert_t *cert);
+int store_sqlite_cert_revoke(store_conn_t *c, const char *serial, int64_t device_key,
+                             int64_t revoked_at);
+int store_sqlite_enrollment_insert(store_conn_t *c, const store_enrollment_t *e,
+                                   const uint8_t *token_hash);
+int store_sqlite_enrollment_claim(store_conn_t *c, const char *id, int64_t now,
+                                  const store_device_t *d, int64_t *key);
+int store_sqlite_enrollment_revoke(store_conn_t *c, const char *id, int64_t revoked_at);
+int store_sqlite_audit_append(store_conn_t *c, const store_audit_t *a);
+
 /* ---- Read side: loop thread only (the reader connection) ---------------- */
 
 int store_sqlite_device_foreach(store_conn_t *c, int (*fn)(void *arg, const store_device_t *d),
@@ -186,5 +246,25 @@ int store_sqlite_command_list_job(store_conn_t *c, const char *job, const char *
 int store_sqlite_job_get(store_conn_t *c, const char *id, store_job_t *out);
 int store_sqlite_job_items_list(store_conn_t *c, const char *job, const char *after_id, int limit,
                                 int (*fn)(void *arg, const store_job_item_t *it), void *arg);
+
+int store_sqlite_token_get(store_conn_t *c, const char *id, store_token_t *out);
+int store_sqlite_token_list(store_conn_t *c, int (*fn)(void *arg, const store_token_t *t),
+                            void *arg);
+int store_sqlite_user_get(store_conn_t *c, const char *name, store_user_t *out);
+int store_sqlite_user_list(store_conn_t *c, int (*fn)(void *arg, const store_user_t *u), void *arg);
+int store_sqlite_cert_get(store_conn_t *c, const char *serial, store_cert_t *out);
+int store_sqlite_cert_list(store_conn_t *c, int64_t device_key,
+                           int (*fn)(void *arg, const store_cert_t *cert), void *arg);
+int store_sqlite_cert_foreach_revoked(store_conn_t *c, int64_t now,
+                                      int (*fn)(void *arg, const store_cert_t *cert), void *arg);
+int store_sqlite_enrollment_get(store_conn_t *c, const char *id, store_enrollment_t *out);
+int store_sqlite_enrollment_find(store_conn_t *c, const uint8_t *token_hash,
+                                 store_enrollment_t *out);
+int store_sqlite_enrollment_list(store_conn_t *c, int (*fn)(void *arg, const store_enrollment_t *e),
+                                 void *arg);
+int store_sqlite_audit_last(store_conn_t *c, store_audit_t *out);
+int store_sqlite_audit_list(store_conn_t *c, int64_t after_seq, int64_t since, int64_t until,
+                            const char *actor, const char *object, int limit,
+                            int (*fn)(void *arg, const store_audit_t *a), void *arg);
 
 #endif

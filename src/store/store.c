@@ -46,6 +46,17 @@
  * whose rows are copied into its one allocation and inserted inside a
  * savepoint, so a bulk job of ten thousand devices is all or nothing.
  *
+ * The security section's writes (schema v3) are jobs too. A bulk device
+ * import is one job in a savepoint, like a bulk command insert, and its
+ * keys are consecutive (see sqlite_security.c). An enrollment claim is one
+ * job in a savepoint: check the group, insert the device, count the use;
+ * any failure undoes all of it. An audit append is one statement whose
+ * chain check (seq = last + 1) runs in the same transaction as the
+ * appends before it, so entries submitted in order land in order. Their
+ * rows are copied after the job, not into the union: the union is in every
+ * telemetry job's allocation, and an audit row would make it half again
+ * as large.
+ *
  * The event is only added while jobs are pending, so a loop with nothing
  * else to do can return (start-up code runs the loop until a write lands).
  *
@@ -97,6 +108,19 @@ typedef enum {
     JOB_COMMAND_UPDATE, /* u.cmd_update, its texts in the same allocation */
     JOB_JOB_PUT,        /* u.job, spec in the same allocation */
     JOB_JOB_ITEMS_PUT,  /* u.items, rows and texts in the same allocation */
+    /* Security section: u.sec; rows and texts in the same allocation. */
+    JOB_DEVICE_REVOKE,      /* key, at */
+    JOB_DEVICE_INSERT_MANY, /* row: n devices, then their tags */
+    JOB_TOKEN_DELETE,       /* text: token id */
+    JOB_USER_INSERT,        /* row: a store_user_t */
+    JOB_USER_UPDATE,        /* row: a store_user_t */
+    JOB_USER_DELETE,        /* text: user name */
+    JOB_CERT_INSERT,        /* row: a store_cert_t, then its pem */
+    JOB_CERT_REVOKE,        /* text: serial or NULL, key, at */
+    JOB_ENROLL_INSERT,      /* row: a store_enrollment_t and its texts, hash */
+    JOB_ENROLL_CLAIM,       /* text: enrollment id, at: now, row: the device */
+    JOB_ENROLL_REVOKE,      /* text: enrollment id, at */
+    JOB_AUDIT_APPEND,       /* row: a store_audit_t, then its detail */
 } job_kind_t;
 
 typedef struct job {
@@ -147,6 +171,16 @@ typedef struct job {
             store_job_item_t *v;
             size_t n;
         } items;
+        /* The security section's rows live after the job rather than in
+         * the union, which every telemetry job carries. */
+        struct {
+            int64_t key;
+            int64_t at;       /* a revocation time, or a claim's now */
+            const char *text; /* an id, name or serial */
+            void *row;
+            size_t n;
+            uint8_t hash[CRYPTO_HASH_LEN];
+        } sec;
     } u;
 } job_t;
 
@@ -209,6 +243,32 @@ void store_job_fini(store_job_t *j)
         return;
     free(j->spec);
     j->spec = NULL;
+}
+
+void store_cert_fini(store_cert_t *c)
+{
+    if (!c)
+        return;
+    free(c->pem);
+    c->pem = NULL;
+}
+
+void store_enrollment_fini(store_enrollment_t *e)
+{
+    if (!e)
+        return;
+    free(e->tags);
+    e->tags = NULL;
+    free(e->desired);
+    e->desired = NULL;
+}
+
+void store_audit_fini(store_audit_t *a)
+{
+    if (!a)
+        return;
+    free(a->detail);
+    a->detail = NULL;
 }
 
 size_t store_pending(const store_t *st)
@@ -310,6 +370,31 @@ static int run_job(store_t *st, job_t *j)
         return store_sqlite_job_put(c, &j->u.job);
     case JOB_JOB_ITEMS_PUT:
         return store_sqlite_job_items_put(c, j->u.items.job, j->u.items.v, j->u.items.n);
+    case JOB_DEVICE_REVOKE:
+        return store_sqlite_device_revoke(c, j->u.sec.key, j->u.sec.at);
+    case JOB_DEVICE_INSERT_MANY:
+        return store_sqlite_device_insert_many(c, j->u.sec.row, j->u.sec.n, &j->value);
+    case JOB_TOKEN_DELETE:
+        return store_sqlite_token_delete(c, j->u.sec.text);
+    case JOB_USER_INSERT:
+        return store_sqlite_user_insert(c, j->u.sec.row);
+    case JOB_USER_UPDATE:
+        return store_sqlite_user_update(c, j->u.sec.row);
+    case JOB_USER_DELETE:
+        return store_sqlite_user_delete(c, j->u.sec.text);
+    case JOB_CERT_INSERT:
+        return store_sqlite_cert_insert(c, j->u.sec.row);
+    case JOB_CERT_REVOKE:
+        return store_sqlite_cert_revoke(c, j->u.sec.text, j->u.sec.key, j->u.sec.at);
+    case JOB_ENROLL_INSERT:
+        return store_sqlite_enrollment_insert(c, j->u.sec.row, j->u.sec.hash);
+    case JOB_ENROLL_CLAIM:
+        return store_sqlite_enrollment_claim(c, j->u.sec.text, j->u.sec.at, j->u.sec.row,
+                                             &j->value);
+    case JOB_ENROLL_REVOKE:
+        return store_sqlite_enrollment_revoke(c, j->u.sec.text, j->u.sec.at);
+    case JOB_AUDIT_APPEND:
+        return store_sqlite_audit_append(c, j->u.sec.row);
     case JOB_NONE:
         break;
     }
@@ -323,7 +408,10 @@ static bool needs_savepoint(const job_t *j, bool careful)
 {
     switch (j->kind) {
     case JOB_DEVICE_DELETE:
+    case JOB_ENROLL_CLAIM:
         return true;
+    case JOB_DEVICE_INSERT_MANY:
+        return j->u.sec.n > 1;
     case JOB_TELEMETRY:
         return careful;
     case JOB_COMMAND_INSERT:
@@ -664,24 +752,50 @@ void store_close(store_t *st)
 
 /* ---- Writes ------------------------------------------------------------- */
 
+/* Adds n to *total; false on overflow. */
+static bool size_add(size_t *total, size_t n)
+{
+    if (n > SIZE_MAX - *total)
+        return false;
+    *total += n;
+    return true;
+}
+
+/* The checks every device insert shares (single, bulk, enrollment claim):
+ * a valid id; adds the bytes its tags take to *bytes. */
+static bool device_ok(const store_device_t *d, size_t *bytes)
+{
+    size_t idlen = strnlen(d->id, sizeof(d->id));
+    if (!util_id_valid(d->id, idlen))
+        return false;
+    return size_add(bytes, strlen(d->tags_json ? d->tags_json : "{}") + 1);
+}
+
+/* Copies a device checked by device_ok, its tags to *text (advanced). */
+static void device_copy(store_device_t *dst, const store_device_t *src, char **text, int64_t now)
+{
+    const char *tags = src->tags_json ? src->tags_json : "{}";
+    size_t len = strlen(tags) + 1;
+    *dst = *src;
+    dst->tags_json = memcpy(*text, tags, len);
+    *text += len;
+    if (!dst->created_at)
+        dst->created_at = now;
+}
+
 void store_device_insert(store_t *st, const store_device_t *d, store_done_fn done, void *arg)
 {
     assert(st && d);
-    size_t idlen = strnlen(d->id, sizeof(d->id));
-    if (!util_id_valid(d->id, idlen)) {
+    size_t bytes = sizeof(job_t);
+    if (!device_ok(d, &bytes)) {
         submit_result(st, -EINVAL, done, arg);
         return;
     }
-    const char *tags = d->tags_json ? d->tags_json : "{}";
-    size_t tlen = strlen(tags);
-    job_t *j = job_new(sizeof(job_t) + tlen + 1, JOB_DEVICE_INSERT, done, arg);
+    job_t *j = job_new(bytes, JOB_DEVICE_INSERT, done, arg);
     if (!j)
         return;
-    j->u.dev = *d;
-    j->u.dev.tags_json = (char *)(j + 1);
-    memcpy(j->u.dev.tags_json, tags, tlen + 1);
-    if (!j->u.dev.created_at)
-        j->u.dev.created_at = util_now_ms();
+    char *text = (char *)(j + 1);
+    device_copy(&j->u.dev, d, &text, util_now_ms());
     submit(st, j);
 }
 
@@ -719,15 +833,6 @@ void store_device_set_presence(store_t *st, int64_t key, bool online, int64_t la
     j->u.upd.online = online;
     j->u.upd.last_seen = last_seen;
     submit(st, j);
-}
-
-/* Adds n to *total; false on overflow. */
-static bool size_add(size_t *total, size_t n)
-{
-    if (n > SIZE_MAX - *total)
-        return false;
-    *total += n;
-    return true;
 }
 
 void store_telemetry_append(store_t *st, const store_point_t *pts, size_t n, store_done_fn done,
@@ -988,6 +1093,271 @@ void store_job_items_put(store_t *st, const char *job, const store_job_item_t *i
     submit(st, j);
 }
 
+/* ---- Security section: writes ------------------------------------------- */
+
+void store_device_revoke(store_t *st, int64_t key, int64_t revoked_at, store_done_fn done,
+                         void *arg)
+{
+    assert(st);
+    if (revoked_at < 0) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(sizeof(job_t), JOB_DEVICE_REVOKE, done, arg);
+    if (!j)
+        return;
+    j->u.sec.key = key;
+    j->u.sec.at = revoked_at;
+    submit(st, j);
+}
+
+void store_device_insert_many(store_t *st, const store_device_t *devs, size_t n, store_done_fn done,
+                              void *arg)
+{
+    assert(st);
+    /* One allocation: [job_t][n x store_device_t][tags text]. */
+    size_t bytes = sizeof(job_t);
+    bool ok = n == 0 || (devs && n <= (SIZE_MAX - bytes) / sizeof(store_device_t));
+    if (ok)
+        bytes += n * sizeof(store_device_t);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = device_ok(&devs[i], &bytes);
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    if (n == 0) {
+        submit_result(st, 0, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_DEVICE_INSERT_MANY, done, arg);
+    if (!j)
+        return;
+    store_device_t *dst = (store_device_t *)(j + 1);
+    char *text = (char *)(dst + n);
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < n; i++)
+        device_copy(&dst[i], &devs[i], &text, now);
+    j->u.sec.row = dst;
+    j->u.sec.n = n;
+    submit(st, j);
+}
+
+/* A job keyed by one text, copied after the job with `extra` more bytes
+ * of room behind it (for a row; the caller fills it in and submits). NULL
+ * once the failure is queued or reported: -EINVAL unless text is a
+ * non-empty string shorter than cap. */
+static job_t *text_job(store_t *st, job_kind_t kind, const char *text, size_t cap, size_t extra,
+                       store_done_fn done, void *arg)
+{
+    size_t len = 0, bytes = sizeof(job_t) + extra;
+    bool ok = text_fits(text, cap, true);
+    if (ok) {
+        len = strlen(text) + 1;
+        ok = size_add(&bytes, len);
+    }
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return NULL;
+    }
+    job_t *j = job_new(bytes, kind, done, arg);
+    if (!j)
+        return NULL;
+    char *p = (char *)(j + 1) + extra;
+    j->u.sec.text = put_text(&p, text, len);
+    return j;
+}
+
+void store_token_delete(store_t *st, const char *id, store_done_fn done, void *arg)
+{
+    assert(st);
+    job_t *j = text_job(st, JOB_TOKEN_DELETE, id, FIELD_SIZE(store_token_t, id), 0, done, arg);
+    if (j)
+        submit(st, j);
+}
+
+static void submit_user(store_t *st, job_kind_t kind, const store_user_t *u, store_done_fn done,
+                        void *arg)
+{
+    bool ok = text_fits(u->name, sizeof(u->name), true) &&
+              text_fits(u->role, sizeof(u->role), true) &&
+              text_fits(u->password_hash, sizeof(u->password_hash), true);
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(sizeof(job_t) + sizeof(store_user_t), kind, done, arg);
+    if (!j)
+        return;
+    store_user_t *row = (store_user_t *)(j + 1);
+    *row = *u;
+    j->u.sec.row = row;
+    submit(st, j);
+}
+
+void store_user_insert(store_t *st, const store_user_t *u, store_done_fn done, void *arg)
+{
+    assert(st && u);
+    submit_user(st, JOB_USER_INSERT, u, done, arg);
+}
+
+void store_user_update(store_t *st, const store_user_t *u, store_done_fn done, void *arg)
+{
+    assert(st && u);
+    submit_user(st, JOB_USER_UPDATE, u, done, arg);
+}
+
+void store_user_delete(store_t *st, const char *name, store_done_fn done, void *arg)
+{
+    assert(st);
+    job_t *j = text_job(st, JOB_USER_DELETE, name, FIELD_SIZE(store_user_t, name), 0, done, arg);
+    if (j)
+        submit(st, j);
+}
+
+void store_cert_insert(store_t *st, const store_cert_t *c, store_done_fn done, void *arg)
+{
+    assert(st && c);
+    /* One allocation: [job_t][store_cert_t][pem]. */
+    size_t bytes = sizeof(job_t) + sizeof(store_cert_t);
+    bool ok = text_fits(c->serial, sizeof(c->serial), true) && c->pem &&
+              size_add(&bytes, strlen(c->pem) + 1);
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_CERT_INSERT, done, arg);
+    if (!j)
+        return;
+    store_cert_t *row = (store_cert_t *)(j + 1);
+    char *text = (char *)(row + 1);
+    *row = *c;
+    row->device_id[0] = '\0';
+    row->pem = put_text(&text, c->pem, strlen(c->pem) + 1);
+    j->u.sec.row = row;
+    submit(st, j);
+}
+
+/* With a serial, device_key 0 matches any device; otherwise the serial
+ * must belong to device_key (-ENOENT if not), so that a request naming a
+ * device cannot revoke another device's certificate. */
+void store_cert_revoke(store_t *st, const char *serial, int64_t device_key, int64_t revoked_at,
+                       store_done_fn done, void *arg)
+{
+    assert(st);
+    /* revoked_at 0 means "not revoked": setting it would change nothing. */
+    if (revoked_at <= 0 || device_key < 0 || (!serial && device_key == 0)) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j;
+    if (serial)
+        j = text_job(st, JOB_CERT_REVOKE, serial, FIELD_SIZE(store_cert_t, serial), 0, done, arg);
+    else
+        j = job_new(sizeof(job_t), JOB_CERT_REVOKE, done, arg);
+    if (!j)
+        return;
+    j->u.sec.key = device_key;
+    j->u.sec.at = revoked_at;
+    submit(st, j);
+}
+
+void store_enrollment_insert(store_t *st, const store_enrollment_t *e,
+                             const uint8_t token_hash[CRYPTO_HASH_LEN], store_done_fn done,
+                             void *arg)
+{
+    assert(st && e && token_hash);
+    /* One allocation: [job_t][store_enrollment_t][tags][desired]. */
+    const char *tags = e->tags ? e->tags : "{}";
+    const char *desired = e->desired ? e->desired : "{}";
+    size_t tlen = strlen(tags) + 1, dlen = strlen(desired) + 1;
+    size_t bytes = sizeof(job_t) + sizeof(store_enrollment_t);
+    bool ok = text_fits(e->id, sizeof(e->id), true) && text_fits(e->name, sizeof(e->name), false) &&
+              text_fits(e->grp, sizeof(e->grp), false) && e->max_uses >= 0 && e->uses >= 0 &&
+              e->expires_at >= 0 && e->revoked_at >= 0 && size_add(&bytes, tlen) &&
+              size_add(&bytes, dlen);
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_ENROLL_INSERT, done, arg);
+    if (!j)
+        return;
+    store_enrollment_t *row = (store_enrollment_t *)(j + 1);
+    char *text = (char *)(row + 1);
+    *row = *e;
+    row->tags = put_text(&text, tags, tlen);
+    row->desired = put_text(&text, desired, dlen);
+    j->u.sec.row = row;
+    memcpy(j->u.sec.hash, token_hash, CRYPTO_HASH_LEN);
+    submit(st, j);
+}
+
+void store_enrollment_claim(store_t *st, const char *enrollment_id, int64_t now,
+                            const store_device_t *d, store_done_fn done, void *arg)
+{
+    assert(st && d);
+    /* One allocation: [job_t][store_device_t][enrollment id][tags]; the
+     * device goes through the checks and copy of store_device_insert. */
+    size_t extra = sizeof(store_device_t);
+    if (!device_ok(d, &extra)) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = text_job(st, JOB_ENROLL_CLAIM, enrollment_id, FIELD_SIZE(store_enrollment_t, id),
+                        extra, done, arg);
+    if (!j)
+        return;
+    store_device_t *row = (store_device_t *)(j + 1);
+    char *text = (char *)(row + 1);
+    device_copy(row, d, &text, util_now_ms());
+    j->u.sec.row = row;
+    j->u.sec.at = now;
+    submit(st, j);
+}
+
+void store_enrollment_revoke(store_t *st, const char *id, int64_t revoked_at, store_done_fn done,
+                             void *arg)
+{
+    assert(st);
+    if (revoked_at <= 0) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j =
+        text_job(st, JOB_ENROLL_REVOKE, id, FIELD_SIZE(store_enrollment_t, id), 0, done, arg);
+    if (!j)
+        return;
+    j->u.sec.at = revoked_at;
+    submit(st, j);
+}
+
+void store_audit_append(store_t *st, const store_audit_t *a, store_done_fn done, void *arg)
+{
+    assert(st && a);
+    /* One allocation: [job_t][store_audit_t][detail]. */
+    const char *detail = a->detail ? a->detail : "{}";
+    size_t len = strlen(detail) + 1, bytes = sizeof(job_t) + sizeof(store_audit_t);
+    bool ok = a->seq >= 1 && text_fits(a->actor, sizeof(a->actor), false) &&
+              text_fits(a->action, sizeof(a->action), true) &&
+              text_fits(a->object, sizeof(a->object), false) &&
+              text_fits(a->outcome, sizeof(a->outcome), false) &&
+              text_fits(a->source, sizeof(a->source), false) && size_add(&bytes, len);
+    if (!ok) {
+        submit_result(st, -EINVAL, done, arg);
+        return;
+    }
+    job_t *j = job_new(bytes, JOB_AUDIT_APPEND, done, arg);
+    if (!j)
+        return;
+    store_audit_t *row = (store_audit_t *)(j + 1);
+    char *text = (char *)(row + 1);
+    *row = *a;
+    row->detail = put_text(&text, detail, len);
+    j->u.sec.row = row;
+    submit(st, j);
+}
+
 /* ---- Reads -------------------------------------------------------------- */
 
 int store_device_foreach(store_t *st, int (*fn)(void *arg, const store_device_t *d), void *arg)
@@ -1101,4 +1471,93 @@ int store_job_items_list(store_t *st, const char *job, const char *after_id, int
     if (!job || limit <= 0)
         return -EINVAL;
     return store_sqlite_job_items_list(&st->rd, job, after_id, limit, fn, arg);
+}
+
+/* ---- Security section: reads -------------------------------------------- */
+
+int store_token_list(store_t *st, int (*fn)(void *arg, const store_token_t *t), void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_token_list(&st->rd, fn, arg);
+}
+
+int store_token_get(store_t *st, const char *id, store_token_t *out)
+{
+    assert(st && out);
+    if (!id)
+        return -EINVAL;
+    return store_sqlite_token_get(&st->rd, id, out);
+}
+
+int store_user_get(store_t *st, const char *name, store_user_t *out)
+{
+    assert(st && out);
+    if (!name)
+        return -EINVAL;
+    return store_sqlite_user_get(&st->rd, name, out);
+}
+
+int store_user_list(store_t *st, int (*fn)(void *arg, const store_user_t *u), void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_user_list(&st->rd, fn, arg);
+}
+
+int store_cert_get(store_t *st, const char *serial, store_cert_t *out)
+{
+    assert(st && out);
+    if (!serial)
+        return -EINVAL;
+    return store_sqlite_cert_get(&st->rd, serial, out);
+}
+
+int store_cert_list(store_t *st, int64_t device_key, int (*fn)(void *arg, const store_cert_t *c),
+                    void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_cert_list(&st->rd, device_key, fn, arg);
+}
+
+int store_cert_foreach_revoked(store_t *st, int64_t now,
+                               int (*fn)(void *arg, const store_cert_t *c), void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_cert_foreach_revoked(&st->rd, now, fn, arg);
+}
+
+int store_enrollment_get(store_t *st, const char *id, store_enrollment_t *out)
+{
+    assert(st && out);
+    if (!id)
+        return -EINVAL;
+    return store_sqlite_enrollment_get(&st->rd, id, out);
+}
+
+int store_enrollment_find(store_t *st, const uint8_t token_hash[CRYPTO_HASH_LEN],
+                          store_enrollment_t *out)
+{
+    assert(st && token_hash && out);
+    return store_sqlite_enrollment_find(&st->rd, token_hash, out);
+}
+
+int store_enrollment_list(store_t *st, int (*fn)(void *arg, const store_enrollment_t *e), void *arg)
+{
+    assert(st && fn);
+    return store_sqlite_enrollment_list(&st->rd, fn, arg);
+}
+
+int store_audit_last(store_t *st, store_audit_t *out)
+{
+    assert(st && out);
+    return store_sqlite_audit_last(&st->rd, out);
+}
+
+int store_audit_list(store_t *st, int64_t after_seq, int64_t since, int64_t until,
+                     const char *actor, const char *object, int limit,
+                     int (*fn)(void *arg, const store_audit_t *a), void *arg)
+{
+    assert(st && fn);
+    if (limit <= 0)
+        return -EINVAL;
+    return store_sqlite_audit_list(&st->rd, after_seq, since, until, actor, object, limit, fn, arg);
 }

@@ -132,10 +132,101 @@ static void test_check(void **state)
     assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
     agent_config_set(&c, "log_level", "debug");
 
+    /* No secret: the device uses a certificate (whether it has one is
+     * agent_new's business). */
     agent_config_set(&c, "secret", "");
-    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), 0);
+    assert_true(agent_config_uses_cert(&c));
+    assert_true(agent_config_mqtt_tls(&c));
     agent_config_set(&c, "secret", "x");
     assert_int_equal(agent_config_check(&c, err, sizeof(err)), 0);
+    assert_false(agent_config_uses_cert(&c));
+    assert_false(agent_config_mqtt_tls(&c));
+}
+
+static void test_cert_keys(void **state)
+{
+    (void)state;
+    agent_config_t c;
+    char err[256];
+    const char *base = "server = localhost:8883\ndevice_id = d1\ndata_dir = /tmp/d\n"
+                       "claim_token = drc_abc\napi_url = https://drover.example:8443\n"
+                       "ca_file = /etc/drover/ca.pem\n";
+    assert_int_equal(parse(&c, base, err, sizeof(err)), 0);
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), 0);
+    assert_string_equal(c.claim_token, "drc_abc");
+    assert_true(c.renew_before > 0.29 && c.renew_before < 0.31); /* default 0.3 */
+    assert_int_equal(c.mqtt_tls, AGENT_TLS_AUTO);
+    assert_false(c.insecure_bootstrap);
+    assert_true(agent_config_uses_cert(&c));
+    assert_true(agent_config_mqtt_tls(&c));
+
+    /* renew_before: a decimal in (0, 1]. */
+    assert_int_equal(agent_config_set(&c, "renew_before", "0.5"), 0);
+    assert_true(c.renew_before > 0.49 && c.renew_before < 0.51);
+    assert_int_equal(agent_config_set(&c, "renew-before", "1.0"), 0);
+    assert_true(c.renew_before >= 1.0);
+    assert_int_equal(agent_config_set(&c, "renew_before", "1"), 0);
+    assert_int_equal(agent_config_set(&c, "renew_before", ".25"), 0);
+    const char *bad[] = {"0",   "0.0", "1.5", "-0.1",  "abc",  "1e0", "nan",
+                         "inf", "",    "0x1", "0.3.1", "+0.3", " 0.3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(agent_config_set(&c, "renew_before", bad[i]), -EINVAL);
+    assert_int_equal(parse(&c, "renew_before = 2\n", err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "decimal"));
+
+    /* Booleans. */
+    assert_int_equal(parse(&c, base, err, sizeof(err)), 0);
+    assert_int_equal(agent_config_set(&c, "insecure_bootstrap", "yes"), 0);
+    assert_true(c.insecure_bootstrap);
+    assert_int_equal(agent_config_set(&c, "insecure_bootstrap", "false"), 0);
+    assert_false(c.insecure_bootstrap);
+    assert_int_equal(agent_config_set(&c, "insecure_bootstrap", "auto"), -EINVAL);
+    assert_int_equal(agent_config_set(&c, "mqtt_tls", "auto"), 0);
+    assert_int_equal(c.mqtt_tls, AGENT_TLS_AUTO);
+    assert_int_equal(agent_config_set(&c, "mqtt_tls", "TRUE"), 0);
+    assert_int_equal(c.mqtt_tls, AGENT_TLS_ON);
+    assert_int_equal(agent_config_set(&c, "mqtt_tls", "2"), -EINVAL);
+    assert_int_equal(parse(&c, "mqtt_tls = maybe\n", err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "auto"));
+
+    /* Cross-field rules. */
+    assert_int_equal(parse(&c, base, err, sizeof(err)), 0);
+    agent_config_set(&c, "mqtt_tls", "false");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "mqtt_tls"));
+    agent_config_set(&c, "mqtt_tls", "auto");
+
+    agent_config_set(&c, "secret", "s");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "exclude"));
+    agent_config_set(&c, "secret", "");
+
+    agent_config_set(&c, "claim_token_file", "/etc/drover/claim");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    agent_config_set(&c, "claim_token", "");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), 0);
+    agent_config_set(&c, "claim_token_file", "claim");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    agent_config_set(&c, "claim_token_file", "/etc/drover/claim");
+
+    agent_config_set(&c, "api_url", "http://drover.example:8080");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "https://"));
+    agent_config_set(&c, "api_url", "");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "api_url"));
+
+    /* A secret with mqtt_tls = true needs a CA. */
+    assert_int_equal(
+        parse(&c, "server = h:1\ndevice_id = d\nsecret = s\nmqtt_tls = true\n", err, sizeof(err)),
+        0);
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), -EINVAL);
+    agent_config_set(&c, "ca_file", "/etc/ca.pem");
+    assert_int_equal(agent_config_check(&c, err, sizeof(err)), 0);
+    assert_true(agent_config_mqtt_tls(&c));
+    agent_config_set(&c, "mqtt_tls", "false");
+    assert_false(agent_config_mqtt_tls(&c));
 }
 
 static void test_json_hides_secret(void **state)
@@ -153,6 +244,22 @@ static void test_json_hides_secret(void **state)
     assert_true(json_is_null(json_object_get(j, "commands_dir")));
     char *s = json_dumps(j, 0);
     assert_null(strstr(s, "hunter2"));
+    free(s);
+    json_decref(j);
+
+    assert_int_equal(parse(&c,
+                           "device_id = d1\nclaim_token = drc_topsecret\nserver = h:1\n"
+                           "renew_before = 0.5\nmqtt_tls = auto\ninsecure_bootstrap = on\n",
+                           err, sizeof(err)),
+                     0);
+    j = agent_config_to_json(&c);
+    assert_non_null(j);
+    assert_null(json_object_get(j, "claim_token"));
+    assert_true(json_real_value(json_object_get(j, "renew_before")) > 0.49);
+    assert_string_equal(json_string_value(json_object_get(j, "mqtt_tls")), "auto");
+    assert_true(json_is_true(json_object_get(j, "insecure_bootstrap")));
+    s = json_dumps(j, 0);
+    assert_null(strstr(s, "drc_topsecret"));
     free(s);
     json_decref(j);
 }
@@ -182,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_defaults),          cmocka_unit_test(test_good_file),
         cmocka_unit_test(test_bad_files),         cmocka_unit_test(test_check),
         cmocka_unit_test(test_json_hides_secret), cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_cert_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

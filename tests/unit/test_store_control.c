@@ -933,8 +933,9 @@ static void test_migrate_from_v1(void **state)
     sqlite3_close(db);
 
     assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
-    assert_int_equal(raw_int(f, "SELECT version FROM schema_version"), 2);
-    assert_int_equal(store_sqlite_schema_version(), 2);
+    assert_int_equal(raw_int(f, "SELECT version FROM schema_version"),
+                     store_sqlite_schema_version());
+    assert_true(store_sqlite_schema_version() >= 2);
     store_device_t d;
     assert_int_equal(store_device_get(f->st, "old-1", &d), 0);
     assert_int_equal(d.key, 1);
