@@ -694,6 +694,26 @@ static int authenticate(api_req_t *r, role_t need)
     return 0;
 }
 
+/* What the {id} of a route pattern names: the collection before it,
+ * singular ("/api/v1/users/{id}" -> "user"). */
+static const char *id_noun(const char *pattern)
+{
+    static const struct {
+        const char *collection, *noun;
+    } nouns[] = {{"/devices/{id}", "device"},
+                 {"/commands/{id}", "command"},
+                 {"/jobs/{id}", "job"},
+                 {"/tokens/{id}", "token"},
+                 {"/users/{id}", "user"},
+                 {"/certificates/{id}", "certificate"},
+                 {"/enrollments/{id}", "enrollment"}};
+    for (size_t i = 0; i < ARRAY_SIZE(nouns); i++) {
+        if (strstr(pattern, nouns[i].collection) != NULL)
+            return nouns[i].noun;
+    }
+    return "resource";
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     api_t *api = arg;
@@ -746,10 +766,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
     if (id_seg >= 0) {
         const char *id = p.segs[id_seg];
         if (id == NULL || !util_id_valid(id, strlen(id))) {
-            api_reply_error(api, req, 404, "not_found", "no such %s",
-                            strstr(route->pattern, "/commands/{id}") ? "command"
-                            : strstr(route->pattern, "/jobs/")       ? "job"
-                                                                     : "device");
+            api_reply_error(api, req, 404, "not_found", "no such %s", id_noun(route->pattern));
             goto done;
         }
         r.id = id;
