@@ -133,6 +133,11 @@ void cli_http_free(cli_http_t *h)
     free(h);
 }
 
+int cli_http_set_ca_file(cli_http_t *h, const char *path)
+{
+    return curl_easy_setopt(h->curl, CURLOPT_CAINFO, path) == CURLE_OK ? 0 : -EINVAL;
+}
+
 /* A per-request copy of base with Content-Type replaced and If-Match added:
  * only requests that need other headers pay for the copy. */
 static struct curl_slist *headers_with(const struct curl_slist *base, const cli_http_opts_t *o,

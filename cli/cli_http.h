@@ -30,6 +30,11 @@ typedef struct {
 int cli_http_new(const char *base, const char *token, double timeout_s, cli_http_t **out);
 void cli_http_free(cli_http_t *h);
 
+/* Verifies https:// servers against the CA certificates in the PEM file at
+ * path (libcurl's CURLOPT_CAINFO; curl copies the string) instead of the
+ * system's store. -EINVAL if libcurl refuses the option. */
+int cli_http_set_ca_file(cli_http_t *h, const char *path);
+
 /* method "GET", "POST", "PUT", "PATCH" or "DELETE"; path starts with '/'
  * and is already URL-encoded; body (JSON, may be NULL; only sent with POST,
  * PUT and PATCH) is sent with Content-Type application/json. Returns 0 with

@@ -37,6 +37,7 @@
 #include "cli_util.h"
 #include "cmd_audit.h"
 #include "cmd_operators.h"
+#include "cmd_pki.h"
 
 #include "common/json.h"
 #include "common/util.h"
@@ -78,6 +79,7 @@
 
 enum {
     OPT_SERVER,
+    OPT_CACERT,
     OPT_TOKEN,
     OPT_DATA_DIR,
     OPT_JSON,
@@ -108,13 +110,23 @@ enum {
     OPT_SAVE,
     OPT_DISABLE,
     OPT_ENABLE,
+    OPT_MAX_USES,
+    OPT_GROUP,
+    OPT_DESIRED,
+    OPT_CSR,
+    OPT_OUT,
+    OPT_FORMAT,
+    OPT_CLAIM_TOKEN,
+    OPT_ID,
     OPT_COUNT,
 };
 
-#define BIT(o) (1u << (o))
+/* A command's options are a bit set: one bit per option. */
+_Static_assert(OPT_COUNT <= 64, "the option set is a uint64_t: at most 64 options");
+#define BIT(o) (UINT64_C(1) << (o))
 #define GLOBAL_OPTS                                                                                \
     (BIT(OPT_SERVER) | BIT(OPT_TOKEN) | BIT(OPT_DATA_DIR) | BIT(OPT_JSON) | BIT(OPT_TIMEOUT) |     \
-     BIT(OPT_HELP) | BIT(OPT_VERSION))
+     BIT(OPT_HELP) | BIT(OPT_VERSION) | BIT(OPT_CACERT))
 
 typedef struct {
     const char *name;    /* long name without "--" */
@@ -161,6 +173,16 @@ static const opt_t options[OPT_COUNT] = {
     [OPT_SAVE] = {"save", NULL, "write the token to the config file instead of printing it"},
     [OPT_DISABLE] = {"disable", NULL, "refuse the user's logins and revoke its sessions"},
     [OPT_ENABLE] = {"enable", NULL, "allow the user to log in again"},
+    [OPT_CACERT] = {"cacert", "FILE",
+                    "verify an https:// server with the CA certificates in FILE (PEM)"},
+    [OPT_MAX_USES] = {"max-uses", "N", "how many devices may provision with the claim token"},
+    [OPT_GROUP] = {"group", "G", "the devices' group (also set as their tag \"group\")"},
+    [OPT_DESIRED] = {"desired", "JSON", "the devices' initial desired state: JSON, @FILE or -"},
+    [OPT_CSR] = {"csr", "FILE", "the certificate signing request (PEM, CN = the device id)"},
+    [OPT_OUT] = {"out", "FILE", "write the certificate (PEM) to FILE instead of stdout"},
+    [OPT_FORMAT] = {"format", "F", "csv or jsonl (default: from the file name's extension)"},
+    [OPT_CLAIM_TOKEN] = {"claim-token", "T", "the enrollment's claim token, or @FILE holding it"},
+    [OPT_ID] = {"id", "ID", "the new device's id"},
 };
 
 typedef struct cmd cmd_t;
@@ -203,8 +225,8 @@ struct cmd {
     const char *args; /* positional synopsis, e.g. "ID" */
     size_t min_pos;   /* positionals after the command words */
     size_t max_pos;
-    uint32_t opts;  /* BIT(OPT_...) accepted besides the global ones */
-    uint32_t multi; /* of those, the ones that may be repeated */
+    uint64_t opts;  /* BIT(OPT_...) accepted besides the global ones */
+    uint64_t multi; /* of those, the ones that may be repeated */
     /* --timeout S is the command's own timeout_s (whole seconds), not the
      * HTTP request timeout: `drover cmd send ... --timeout 60`. */
     bool command_timeout;
@@ -233,6 +255,7 @@ static int cmd_help(ctx_t *ctx, const args_t *a);
 static int cmd_version(ctx_t *ctx, const args_t *a);
 static int cmd_audit(ctx_t *ctx, const args_t *a);
 static int cmd_operators(ctx_t *ctx, const args_t *a);
+static int cmd_pki(ctx_t *ctx, const args_t *a);
 
 #define TARGET_OPTS (BIT(OPT_TAG) | BIT(OPT_IDS) | BIT(OPT_ALL_DEVICES))
 #define COMMAND_OPTS (BIT(OPT_PARAM) | BIT(OPT_PARAMS) | BIT(OPT_TIMEOUT) | BIT(OPT_WAIT))
@@ -295,6 +318,31 @@ static const cmd_t commands[] = {
         .help = "Makes a new MQTT secret for the device and prints it once. The old secret\n"
                 "stops working at once and a live connection of the device is dropped.",
         .run = cmd_device_rotate,
+    },
+    {
+        .path = "device import",
+        .args = "FILE",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_FORMAT),
+        .summary = "register devices from a CSV or JSON lines file",
+        .help = "Registers every device of FILE at once (all or none) and prints each id with\n"
+                "its MQTT secret, shown only this once. CSV: a header row \"id,TAG,...\" then\n"
+                "one device per row (empty cells set no tag). JSON lines: one\n"
+                "{\"id\": ..., \"tags\": {...}} per line. A bad row is reported by its line\n"
+                "number and nothing is imported. FILE - reads stdin (give --format).",
+        .run = cmd_pki,
+    },
+    {
+        .path = "device revoke",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "revoke every credential of a device",
+        .help = "Revokes the device's secret and every certificate it has, at once: new\n"
+                "connections are refused and a live one is closed. The device stays in the\n"
+                "registry with its data; `drover cert issue` refuses it from then on.",
+        .run = cmd_pki,
     },
     {
         .path = "telemetry",
@@ -566,6 +614,110 @@ static const cmd_t commands[] = {
         .run = cmd_operators,
     },
     {
+        .path = "enroll create",
+        .args = "NAME",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_MAX_USES) | BIT(OPT_EXPIRES_IN) | BIT(OPT_TAG) | BIT(OPT_GROUP) |
+                BIT(OPT_DESIRED),
+        .multi = BIT(OPT_TAG),
+        .summary = "make an enrollment and its claim token (admin)",
+        .help = "Makes an enrollment group NAME for zero-touch provisioning and prints its id\n"
+                "and claim token (drc_...). The token is shown only this once: the server\n"
+                "keeps its hash. Up to --max-uses devices may then provision themselves with\n"
+                "it (`drover provision`, or POST /api/v1/provision), each getting the tags,\n"
+                "the group and the initial desired state given here.",
+        .opt_help = {{OPT_TAG, "tag K = V on every device provisioned (repeatable)"},
+                     {OPT_MAX_USES, "how many devices may use the token (required)"},
+                     {OPT_EXPIRES_IN, "the token stops working after D: N then s, m, h, d or w"}},
+        .run = cmd_pki,
+    },
+    {
+        .path = "enroll list",
+        .args = "",
+        .summary = "list enrollments, never their claim tokens",
+        .help = "Lists enrollment groups: id, name, state (active, used_up, expired or\n"
+                "revoked), uses so far of the maximum, group, expiry and creation time.",
+        .run = cmd_pki,
+    },
+    {
+        .path = "enroll show",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "show one enrollment",
+        .help = "Shows an enrollment group with its tags and initial desired state; never its\n"
+                "claim token.",
+        .run = cmd_pki,
+    },
+    {
+        .path = "enroll revoke",
+        .args = "ID",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "revoke an enrollment's claim token (admin)",
+        .help = "Revokes the enrollment: its claim token provisions no more devices. Devices\n"
+                "already provisioned with it keep working.",
+        .run = cmd_pki,
+    },
+    {
+        .path = "cert issue",
+        .args = "DEVICE",
+        .min_pos = 1,
+        .max_pos = 1,
+        .opts = BIT(OPT_CSR) | BIT(OPT_OUT),
+        .summary = "sign a device's CSR with the fleet CA",
+        .help = "Sends the CSR in FILE (PEM, subject CN = DEVICE; the key stays with the\n"
+                "device) to be signed by the fleet CA and prints the certificate (PEM), or\n"
+                "writes it with --out. With --json the whole answer, with the CA certificate.",
+        .opt_help = {{OPT_CSR, "the CSR file, PEM (required)"}},
+        .run = cmd_pki,
+    },
+    {
+        .path = "cert list",
+        .args = "DEVICE",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "list a device's certificates",
+        .help = "Lists the certificates issued to DEVICE: serial, state (valid, expired,\n"
+                "revoked), validity and when revoked.",
+        .run = cmd_pki,
+    },
+    {
+        .path = "cert revoke",
+        .args = "SERIAL",
+        .min_pos = 1,
+        .max_pos = 1,
+        .summary = "revoke one certificate",
+        .help = "Revokes the certificate with this serial (hex, from `drover cert list`): new\n"
+                "connections with it are refused and a live one is closed at once.",
+        .run = cmd_pki,
+    },
+    {
+        .path = "ca",
+        .args = "",
+        .opts = BIT(OPT_OUT),
+        .summary = "print the fleet CA certificate (no token needed)",
+        .help = "Prints the fleet CA certificate (PEM), or writes it with --out: devices and\n"
+                "clients trust the server's TLS certificate through it.",
+        .opt_help = {{OPT_OUT, "write the CA certificate to FILE instead of stdout"}},
+        .run = cmd_pki,
+    },
+    {
+        .path = "provision",
+        .args = "",
+        .opts = BIT(OPT_CLAIM_TOKEN) | BIT(OPT_ID) | BIT(OPT_CSR) | BIT(OPT_OUT),
+        .summary = "get a device certificate with a claim token",
+        .help = "Does what a device does at first start: sends the claim token, its id and\n"
+                "its CSR (CN = ID) to POST /api/v1/provision, and prints the certificate it\n"
+                "gets (PEM), or writes it with --out. For tests and for devices without\n"
+                "drover-agent; use an https:// --server (with --cacert) in production.",
+        .opt_help = {{OPT_CLAIM_TOKEN, "the claim token, or @FILE holding it (required)"},
+                     {OPT_ID, "the new device's id (required)"},
+                     {OPT_CSR, "the CSR file, PEM, CN = ID (required)"}},
+        .run = cmd_pki,
+    },
+    {
         .path = "help",
         .args = "[COMMAND]",
         .max_pos = 3,
@@ -613,9 +765,9 @@ static const char *opt_help_for(const cmd_t *c, int o)
 
 /* The options a command lists as its own: --timeout is one when it means
  * the command's timeout. */
-static uint32_t own_opts(const cmd_t *c)
+static uint64_t own_opts(const cmd_t *c)
 {
-    uint32_t own = c->opts & ~GLOBAL_OPTS;
+    uint64_t own = c->opts & ~GLOBAL_OPTS;
     if (c->command_timeout)
         own |= BIT(OPT_TIMEOUT);
     return own;
@@ -629,7 +781,7 @@ static void print_synopsis(FILE *out, const cmd_t *c)
         fputs(" (--tag K=V | --ids ID,... | --all-devices)", out);
     if (c->args[0])
         fprintf(out, " %s", c->args);
-    uint32_t own = own_opts(c);
+    uint64_t own = own_opts(c);
     for (int o = 0; o < OPT_COUNT; o++) {
         if (!(own & BIT(o)) || (target && (TARGET_OPTS & BIT(o))))
             continue;
@@ -648,7 +800,7 @@ static void print_synopsis(FILE *out, const cmd_t *c)
     fputc('\n', out);
 }
 
-static void print_options(FILE *out, const cmd_t *c, uint32_t mask)
+static void print_options(FILE *out, const cmd_t *c, uint64_t mask)
 {
     for (int o = 0; o < OPT_COUNT; o++) {
         if (!(mask & BIT(o)))
@@ -684,8 +836,9 @@ static void print_global_help(FILE *out)
     fputs("\nGlobal options (accepted anywhere on the line):\n", out);
     print_options(out, NULL, GLOBAL_OPTS);
     fputs("\nThe server is --server, else $DROVER_SERVER, else `server =` in the config file,\n"
-          "else " DEFAULT_SERVER ". The token is --token, else $DROVER_TOKEN, else\n"
-          "DIR/admin.token for --data-dir DIR or $DROVER_DATA_DIR, else\n"
+          "else " DEFAULT_SERVER ". An https:// server is verified against --cacert\n"
+          "FILE, else $DROVER_CACERT, else the system's CAs. The token is --token, else\n"
+          "$DROVER_TOKEN, else DIR/admin.token for --data-dir DIR or $DROVER_DATA_DIR, else\n"
           "./drover-data/admin.token, else `token =` in the config file. The config file is\n"
           "~/.config/drover/config, or $DROVER_CONFIG.\n"
           "Exit status: 0 ok, 1 the server refused the request, 2 the server could not be\n"
@@ -698,14 +851,14 @@ static void print_command_help(FILE *out, const cmd_t *c)
 {
     print_synopsis(out, c);
     fprintf(out, "\n%s\n", c->help);
-    uint32_t own = own_opts(c);
+    uint64_t own = own_opts(c);
     if (own) {
         fputs("\nOptions:\n", out);
         print_options(out, c, own);
     }
     fprintf(out,
-            "\nGlobal options: --server URL, --token TOKEN, --data-dir DIR, --json%s\n(see "
-            "`drover help`).\n",
+            "\nGlobal options: --server URL, --cacert FILE, --token TOKEN, --data-dir DIR, "
+            "--json%s\n(see `drover help`).\n",
             c->command_timeout ? "" : ", --timeout S");
 }
 
@@ -863,7 +1016,7 @@ static int parse_args(int argc, char **argv, args_t *a)
     a->cmd = c;
 
     /* Pass 2: check every option against the command. */
-    uint32_t allowed = c->opts | GLOBAL_OPTS;
+    uint64_t allowed = c->opts | GLOBAL_OPTS;
     dashdash = false;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
@@ -1198,6 +1351,31 @@ static void path_param(path_t *p, const char *key, const char *value)
     path_escaped(p, value);
 }
 
+/* --cacert, else $DROVER_CACERT, onto the new handle: only an https://
+ * server is affected, and only then must the file be readable. */
+static int set_cacert(ctx_t *ctx)
+{
+    const char *f = ctx->args->val[OPT_CACERT];
+    const char *from = "--cacert";
+    char sbuf[64];
+    if (f == NULL && getenv("DROVER_CACERT") != NULL && *getenv("DROVER_CACERT")) {
+        f = getenv("DROVER_CACERT");
+        from = "DROVER_CACERT";
+    }
+    if (f == NULL || strncmp(ctx->server, "https://", 8) != 0)
+        return 0;
+    if (access(f, R_OK) < 0) {
+        errorf("cannot read the CA certificate file %s (from %s): %s", shown(f, sbuf, sizeof(sbuf)),
+               from, strerror(errno));
+        return EXIT_USAGE;
+    }
+    if (cli_http_set_ca_file(ctx->http, f) < 0) {
+        errorf("libcurl refuses the CA certificate file %s", shown(f, sbuf, sizeof(sbuf)));
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 static int connect_ctx(ctx_t *ctx)
 {
     if (ctx->http != NULL)
@@ -1218,7 +1396,7 @@ static int connect_ctx(ctx_t *ctx)
         errorf("out of memory");
         return EXIT_SERVER;
     }
-    return 0;
+    return set_cacert(ctx);
 }
 
 /* api_opts() returns this, unprinted, for the status the caller handles. */
@@ -1247,7 +1425,11 @@ static int api_opts(ctx_t *ctx, const char *method, path_t *p, const char *body,
     }
     rc = cli_http_request_opts(ctx->http, method, p->b.data, body, o, &r, err, sizeof(err));
     if (rc == -EIO) {
-        errorf("cannot reach server at %s: %s", ctx->server, err);
+        bool tls = strncmp(ctx->server, "https://", 8) == 0 &&
+                   (strstr(err, "certificate") != NULL || strstr(err, "SSL") != NULL);
+        errorf("cannot reach server at %s: %s%s", ctx->server, err,
+               tls ? " (give the server's CA certificate with --cacert FILE or DROVER_CACERT)"
+                   : "");
         return EXIT_UNREACHABLE;
     }
     if (rc == -EFBIG) {
@@ -2785,6 +2967,8 @@ static int ops_connect(void *arg, bool with_token, cli_http_t **http, const char
             errorf("out of memory");
             return EXIT_SERVER;
         }
+        if (rc == 0)
+            rc = set_cacert(ctx);
     }
     if (rc != 0)
         return rc;
@@ -2805,6 +2989,34 @@ static int cmd_operators(ctx_t *ctx, const args_t *a)
                         .enable = a->set[OPT_ENABLE],
                         .json = ctx->json};
     return cli_ops_run(a->cmd->path, &o, ops_connect, ctx);
+}
+
+/* enroll, cert, ca, device import|revoke and provision: the work is in
+ * cmd_pki.c. --desired is read here, as every JSON|@FILE|- argument is. */
+static int cmd_pki(ctx_t *ctx, const args_t *a)
+{
+    json_t *desired = NULL;
+    if (a->val[OPT_DESIRED] != NULL) {
+        int rc = json_arg(a, a->val[OPT_DESIRED], true, "--desired", &desired);
+        if (rc != 0)
+            return rc;
+    }
+    cli_pki_opts_t o = {.arg = a->npos > 0 ? a->pos[0] : NULL,
+                        .max_uses = a->val[OPT_MAX_USES],
+                        .expires_in = a->val[OPT_EXPIRES_IN],
+                        .group = a->val[OPT_GROUP],
+                        .desired = desired,
+                        .tags = a->tags,
+                        .ntags = a->ntags,
+                        .csr = a->val[OPT_CSR],
+                        .out = a->val[OPT_OUT],
+                        .format = a->val[OPT_FORMAT],
+                        .claim_token = a->val[OPT_CLAIM_TOKEN],
+                        .id = a->val[OPT_ID],
+                        .json = ctx->json};
+    int rc = cli_pki_run(a->cmd->path, &o, ops_connect, ctx);
+    json_decref(desired);
+    return rc;
 }
 
 static int cmd_help(ctx_t *ctx, const args_t *a)

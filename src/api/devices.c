@@ -218,30 +218,6 @@ done:
 /* ---- POST /api/v1/devices ---------------------------------------------------- */
 
 /* NULL when tags are acceptable; otherwise a reason for the 400. */
-static const char *check_tags(const json_t *tags)
-{
-    if (!json_is_object(tags))
-        return "\"tags\" must be an object";
-    if (json_object_size(tags) > TAGS_MAX)
-        return "at most 64 tags";
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)tags, k, v)
-    {
-        size_t klen = strlen(k);
-        if (klen == 0 || klen > TAG_KEY_MAX)
-            return "a tag key must be 1 to 64 bytes";
-        if (strchr(k, '=') != NULL)
-            return "a tag key must not contain '=' (the list filter is key=value)";
-        if (json_is_string(v)) {
-            if (json_string_length(v) > TAG_VALUE_MAX)
-                return "a tag value must be at most 256 bytes";
-        } else if (!json_is_number(v) && !json_is_boolean(v)) {
-            return "a tag value must be a string, a number or a boolean";
-        }
-    }
-    return NULL;
-}
 
 static void created(void *arg, int rc, const char *secret)
 {
@@ -298,7 +274,7 @@ void api_devices_create(api_req_t *r)
     }
     json_t *tags = json_object_get(body, "tags");
     if (tags != NULL && !json_is_null(tags)) {
-        const char *why = check_tags(tags);
+        const char *why = registry_tags_check(tags);
         if (why != NULL) {
             api_reply_error(r->api, r->req, 400, "bad_request", "%s", why);
             goto done;

@@ -351,13 +351,18 @@ static int parse_import(api_req_t *r, char *text, bool csv, import_rows_t *rows)
             tags = json_is_object(t)       ? json_incref(t)
                    : json_is_null(t) || !t ? json_object()
                                            : NULL;
-            if (tags != NULL && json_object_size(tags) > 64)
-                json_decref(tags), tags = NULL;
+            const char *tag_err = tags != NULL ? registry_tags_check(tags) : NULL;
+            if (tag_err != NULL) {
+                snprintf(why, sizeof(why), "%s", tag_err);
+                json_decref(tags);
+                json_decref(o);
+                goto bad;
+            }
             if (id != NULL)
                 id = strndup(id, idlen);
             json_decref(o);
             if (tags == NULL) {
-                snprintf(why, sizeof(why), "\"tags\" must be an object of at most 64 tags");
+                snprintf(why, sizeof(why), "\"tags\" must be an object");
                 free((char *)id);
                 goto bad;
             }

@@ -264,27 +264,6 @@ static void enrollment_stored(void *arg, int rc, int64_t value)
     free(op);
 }
 
-/* Validates a tags object the way device tags are (strings, numbers,
- * booleans; bounded). */
-static const char *check_tags(const json_t *tags)
-{
-    if (!json_is_object(tags))
-        return "\"tags\" must be an object";
-    if (json_object_size(tags) > 64)
-        return "at most 64 tags";
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)tags, k, v)
-    {
-        if (strlen(k) == 0 || strlen(k) > 64 || strchr(k, '=') != NULL)
-            return "tag keys are 1 to 64 bytes without '='";
-        if (json_is_string(v) ? json_string_length(v) > 256
-                              : !(json_is_number(v) || json_is_boolean(v)))
-            return "tag values are strings (up to 256 bytes), numbers or booleans";
-    }
-    return NULL;
-}
-
 void pki_enrollment_create(pki_t *p, const json_t *spec, pki_json_fn done, void *arg)
 {
     const char *why = NULL;
@@ -314,7 +293,7 @@ void pki_enrollment_create(pki_t *p, const json_t *spec, pki_json_fn done, void 
         why = "\"expires_in_s\" must be an integer from 60 to 10 years";
         goto bad;
     }
-    if (tags != NULL && !json_is_null(tags) && (why = check_tags(tags)) != NULL)
+    if (tags != NULL && !json_is_null(tags) && (why = registry_tags_check(tags)) != NULL)
         goto bad;
     if (grp != NULL && !json_is_null(grp) &&
         (!json_is_string(grp) || !util_id_valid(json_string_value(grp), json_string_length(grp)))) {

@@ -774,3 +774,28 @@ fail:
     if (done != NULL)
         done(arg, rc, NULL, 0);
 }
+
+const char *registry_tags_check(const json_t *tags)
+{
+    if (!json_is_object(tags))
+        return "\"tags\" must be an object";
+    if (json_object_size(tags) > 64)
+        return "at most 64 tags";
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)tags, k, v)
+    {
+        size_t klen = strlen(k);
+        if (klen == 0 || klen > 64)
+            return "a tag key must be 1 to 64 bytes";
+        if (strchr(k, '=') != NULL)
+            return "a tag key must not contain '=' (the list filter is key=value)";
+        if (json_is_string(v)) {
+            if (json_string_length(v) > 256)
+                return "a tag value must be at most 256 bytes";
+        } else if (!json_is_number(v) && !json_is_boolean(v)) {
+            return "a tag value must be a string, a number or a boolean";
+        }
+    }
+    return NULL;
+}

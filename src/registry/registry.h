@@ -14,6 +14,7 @@
 #ifndef DROVER_REGISTRY_REGISTRY_H
 #define DROVER_REGISTRY_REGISTRY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -102,6 +103,12 @@ int registry_adopt(registry_t *reg, const store_device_t *d);
 typedef void (*registry_import_fn)(void *arg, int rc, const char *const *secrets, size_t n);
 void registry_import(registry_t *reg, const char *const *ids, const char *const *tags_json,
                      size_t n, registry_import_fn done, void *arg);
+
+/* Checks a device's tags: a JSON object of at most 64 tags whose keys are
+ * 1 to 64 bytes without '=' (the list filter is key=value) and whose values
+ * are strings of at most 256 bytes, numbers or booleans. Returns NULL when
+ * valid, else a one-line reason. Pure. */
+const char *registry_tags_check(const json_t *tags);
 
 /* Reads for the API (through the store; presence from memory). */
 int registry_get(registry_t *reg, const char *id, store_device_t *out);
