@@ -125,11 +125,31 @@ void conn_unref(conn_t *c)
         conn_free(c);
 }
 
+/* A closed connection still flushing its last bytes, or lingering after
+ * a half-close. The broker lists them so that shutdown frees them too. */
+struct closing {
+    mqtt_broker_t *b;
+    struct bufferevent *bev;
+    struct closing *prev, *next;
+};
+
+static void closing_free(struct closing *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        l->b->lingering = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    bufferevent_free(l->bev);
+    free(l);
+}
+
 static void close_event(struct bufferevent *bev, short what, void *arg)
 {
+    (void)bev;
     (void)what;
-    (void)arg;
-    bufferevent_free(bev);
+    closing_free(arg);
 }
 
 static void discard_input(struct bufferevent *bev, void *arg)
@@ -145,15 +165,14 @@ static void discard_input(struct bufferevent *bev, void *arg)
  * write on a reset socket; over TLS, close at once. */
 static void close_after_flush(struct bufferevent *bev, void *arg)
 {
-    (void)arg;
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
         return;
     if (bufferevent_openssl_get_ssl(bev) != NULL || shutdown(bufferevent_getfd(bev), SHUT_WR) < 0) {
-        bufferevent_free(bev);
+        closing_free(arg);
         return;
     }
     struct timeval tv = {2, 0};
-    bufferevent_setcb(bev, discard_input, NULL, close_event, NULL);
+    bufferevent_setcb(bev, discard_input, NULL, close_event, arg);
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
     bufferevent_set_timeouts(bev, &tv, NULL);
     bufferevent_disable(bev, EV_WRITE);
@@ -210,6 +229,7 @@ void conn_close(conn_t *c, uint8_t reason)
     c->state = CONN_CLOSED;
 
     if (c->bev != NULL) {
+        struct closing *l;
         struct bufferevent *bev = c->bev;
         c->bev = NULL;
         bufferevent_disable(bev, EV_READ);
@@ -226,12 +246,19 @@ void conn_close(conn_t *c, uint8_t reason)
             bufferevent_free(bev);
         } else if (b->shutting_down) {
             bufferevent_free(bev);
-        } else if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        } else if (evbuffer_get_length(bufferevent_get_output(bev)) > 0 &&
+                   (l = calloc(1, sizeof(*l))) != NULL) {
             /* Let what is queued (a CONNACK with a refusal, a DISCONNECT)
              * reach the client, but not for ever. */
+            l->b = b;
+            l->bev = bev;
+            l->next = b->lingering;
+            if (b->lingering)
+                b->lingering->prev = l;
+            b->lingering = l;
             struct timeval tv = {2, 0};
             bufferevent_set_timeouts(bev, NULL, &tv);
-            bufferevent_setcb(bev, NULL, close_after_flush, close_event, NULL);
+            bufferevent_setcb(bev, NULL, close_after_flush, close_event, l);
             bufferevent_enable(bev, EV_WRITE);
         } else {
             bufferevent_free(bev);
@@ -405,22 +432,26 @@ static int dispatch(conn_t *c, uint8_t first, const uint8_t *body, size_t len)
     }
 }
 
-static void set_read_timeout(conn_t *c)
+/* Deadlines are checked by the broker's sweep (every 250 ms), not by
+ * socket read timeouts: a read timeout is re-armed by every byte, so a
+ * client trickling one byte at a time could hold a connection for ever.
+ * What counts is a whole control packet ([MQTT-3.1.2-24]), and before
+ * CONNECT a fixed deadline from accept. */
+static void check_deadlines(mqtt_broker_t *b, int64_t now)
 {
-    struct timeval tv;
-    if (c->state == CONN_AWAIT_CONNECT) {
-        tv.tv_sec = c->broker->cfg->connect_timeout;
-        tv.tv_usec = 0;
-    } else if (c->keepalive > 0) {
-        /* [MQTT-3.1.2-24]: one and a half times the keepalive. */
-        uint64_t ms = (uint64_t)c->keepalive * 1500;
-        tv.tv_sec = (time_t)(ms / 1000);
-        tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-    } else {
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
-        return;
+    for (conn_t *c = b->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == CONN_AWAIT_CONNECT) {
+            if (now - c->last_packet_ms >= (int64_t)b->cfg->connect_timeout * 1000) {
+                b->stats.connect_refused++;
+                conn_close(c, 0);
+            }
+        } else if (c->state == CONN_ACTIVE && c->keepalive > 0 &&
+                   now - c->last_packet_ms >= (int64_t)c->keepalive * 1500) {
+            b->stats.keepalive_timeouts++;
+            conn_close(c, MQTT_RC_KEEPALIVE_TIMEOUT);
+        }
     }
-    bufferevent_set_timeouts(c->bev, &tv, NULL);
 }
 
 static void throttle_cb(evutil_socket_t fd, short what, void *arg)
@@ -503,17 +534,15 @@ static void read_cb(struct bufferevent *bev, void *arg)
         }
         if ((first >> 4) == MQTT_PUBLISH && c->broker->cfg->publish_rate > 0 && !quota_take(c))
             break; /* throttled: resumed by the timer */
-        bool was_connecting = c->state == CONN_AWAIT_CONNECT;
         rc = dispatch(c, first, pkt + hlen, remaining);
         evbuffer_drain(in, total);
+        c->last_packet_ms = util_now_ms();
         if (rc != 0) {
             if (rc == MQTT_RC_MALFORMED || rc == MQTT_RC_PROTOCOL_ERROR)
                 c->broker->stats.protocol_errors++;
             conn_close(c, (uint8_t)rc);
             break;
         }
-        if (was_connecting && c->state == CONN_ACTIVE && c->bev)
-            set_read_timeout(c);
     }
     conn_unref(c);
 }
@@ -532,12 +561,6 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (e)
             ERR_error_string_n(e, buf, sizeof(buf));
         log_debug("mqtt %s: TLS handshake failed: %s", c->peer, buf[0] ? buf : "closed");
-    }
-    if (what & BEV_EVENT_TIMEOUT) {
-        if (c->state == CONN_ACTIVE)
-            c->broker->stats.keepalive_timeouts++;
-        conn_close(c, MQTT_RC_KEEPALIVE_TIMEOUT);
-        return;
     }
     /* EOF or a socket error: an unclean end unless DISCONNECT came first. */
     conn_close(c, 0);
@@ -592,7 +615,7 @@ static int conn_start(mqtt_broker_t *b, int fd, const char *peer, SSL *ssl)
     /* A whole maximum-size packet may sit in the input buffer, no more. */
     bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)b->cfg->max_packet_size + 5);
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-    set_read_timeout(c);
+    c->last_packet_ms = util_now_ms(); /* the CONNECT deadline runs from here */
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     return 0;
 }
@@ -652,7 +675,13 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    broker_sweep_sessions(arg, util_now_ms());
+    mqtt_broker_t *b = arg;
+    int64_t now = util_now_ms();
+    check_deadlines(b, now);
+    if (now - b->last_session_sweep >= 1000) {
+        b->last_session_sweep = now;
+        broker_sweep_sessions(b, now);
+    }
 }
 
 /* Binds host:port for accept_fn. */
@@ -719,7 +748,7 @@ int mqtt_broker_new(struct event_base *base, const config_t *cfg, const char *ho
         rc = -ENOMEM;
         goto fail;
     }
-    struct timeval tv = {1, 0};
+    struct timeval tv = {0, 250000};
     event_add(b->sweep, &tv);
     *out = b;
     return 0;
@@ -749,6 +778,8 @@ void mqtt_broker_free(mqtt_broker_t *b)
         c->clean_disconnect = true;
         conn_close(c, MQTT_RC_SERVER_SHUTTING_DOWN);
     }
+    while (b->lingering)
+        closing_free(b->lingering);
     for (size_t i = 0; i < b->sessions.cap; i++) {
         if (b->sessions.slots[i].key) {
             session_t *s = b->sessions.slots[i].val;

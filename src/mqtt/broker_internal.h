@@ -181,7 +181,8 @@ struct conn {
     msg_t *will;
     uint32_t will_delay;
     bool clean_disconnect;
-    uint32_t refs; /* 1 while open + 1 per ticket */
+    uint32_t refs;          /* 1 while open + 1 per ticket */
+    int64_t last_packet_ms; /* last whole packet (accept time before CONNECT) */
 };
 
 struct mqtt_broker {
@@ -204,6 +205,8 @@ struct mqtt_broker {
     mqtt_stats_t stats;
     uint64_t throttled;    /* times a client hit its publish quota */
     uint64_t tls_failures; /* handshakes that failed */
+    int64_t last_session_sweep;
+    struct closing *lingering; /* closed connections still flushing */
     bool shutting_down;
 };
 

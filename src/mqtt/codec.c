@@ -258,6 +258,12 @@ static int rd_props(struct rd *r, uint16_t where, mqtt_props_t *out)
         case MQTT_PROP_AUTH_METHOD:
             out->auth_method = s;
             break;
+        case MQTT_PROP_RESPONSE_TOPIC:
+            /* A topic name: no wildcards ([MQTT-3.3.2-14]), not empty. */
+            if (s.len == 0 || memchr(s.p, '+', s.len) || memchr(s.p, '#', s.len))
+                return -EBADMSG;
+            out->response_topic = s;
+            break;
         case MQTT_PROP_REQUEST_PROBLEM_INFO:
             if (u8 > 1)
                 return -EBADMSG;

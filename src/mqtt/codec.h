@@ -145,6 +145,7 @@ typedef struct mqtt_props {
     uint8_t request_problem_info;
     uint8_t request_response_info;
     mqtt_str_t auth_method;
+    mqtt_str_t response_topic;
     mqtt_bin_t raw; /* the whole property block, without its length */
 } mqtt_props_t;
 

@@ -134,13 +134,23 @@ msg_t *msg_from_props(const char *topic, size_t tlen, const mqtt_bin_t *props,
 /* One client id taking its own session over again and again (two clients
  * fighting over an id, or an attack) is refused for a minute once it has
  * done so takeover_limit times in a minute. */
-static bool takeover_banned(mqtt_broker_t *b, const char *id, size_t len)
+/* Whether id is refused now: it took its own session over more than
+ * takeover_limit times within the current minute. A takeover counts
+ * (taking_over) before the verdict; the ban then holds for the rest of the
+ * minute whether or not the id is connected. */
+static bool takeover_banned(mqtt_broker_t *b, const char *id, size_t len, bool taking_over)
 {
     uint32_t limit = b->cfg->takeover_limit;
     if (limit == 0)
         return false;
     int64_t now = util_now_ms();
     struct takeover *t = strmap_get(&b->takeovers, id, len);
+    if (t != NULL && now - t->window_start > 60000) {
+        t->window_start = now;
+        t->count = 0;
+    }
+    if (!taking_over)
+        return t != NULL && t->count > limit;
     if (t == NULL) {
         t = calloc(1, sizeof(*t) + len + 1);
         if (t == NULL)
@@ -152,10 +162,6 @@ static bool takeover_banned(mqtt_broker_t *b, const char *id, size_t len)
             return false;
         }
         t->window_start = now;
-    }
-    if (now - t->window_start > 60000) {
-        t->window_start = now;
-        t->count = 0;
     }
     return ++t->count > limit;
 }
@@ -263,12 +269,12 @@ int handle_connect(conn_t *c, const uint8_t *body, size_t len)
 
     /* Session: take over a live one ([MQTT-3.1.4-2]), resume or start. */
     session_t *s = session_find(b, cid, cid_len);
+    if (takeover_banned(b, cid, cid_len, s != NULL && s->conn != NULL)) {
+        log_warn("mqtt %s: client '%.*s' refused: more than %u takeovers in a minute", c->peer,
+                 (int)cid_len, cid, cfg->takeover_limit);
+        return refuse(c, ck.version, MQTT_RC_SERVER_BUSY);
+    }
     if (s != NULL && s->conn != NULL) {
-        if (takeover_banned(b, cid, cid_len)) {
-            log_warn("mqtt %s: client '%.*s' refused: more than %u takeovers in a minute", c->peer,
-                     (int)cid_len, cid, cfg->takeover_limit);
-            return refuse(c, ck.version, MQTT_RC_SERVER_BUSY);
-        }
         conn_t *old = s->conn;
         log_info("mqtt %s: client '%.*s' taken over from %s", c->peer, (int)cid_len, cid,
                  old->peer);
