@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "mqtt/codec.h"
 #include "pki/pki.h"
+#include "security/audit.h"
 #include "security/tls.h"
 #include "mqtt/topic.h"
 #include "security/ratelimit.h"
@@ -36,7 +37,8 @@ struct gateway {
     twin_t *twin;
     commands_t *cmds;
     pki_t *pki;
-    strmap_t live; /* device id -> its connected gw_client */
+    audit_t *audit; /* NULL: nothing audited */
+    strmap_t live;  /* device id -> its connected gw_client */
     mqtt_broker_t *broker;
     struct event *flush_timer;
     uint64_t telemetry_msgs;
@@ -212,6 +214,28 @@ static uint8_t check_credentials(gateway_t *gw, const mqtt_auth_t *a, mqtt_grant
  * authorized) before any credential is looked at, and every refusal
  * counts against both. Loopback sources count per id only, unless
  * auth_fail_loopback (behind a local proxy every client is loopback). */
+/* A refused MQTT authentication goes to the audit log (successful device
+ * connects do not: presence records them, and a reconnect storm would
+ * flood the log). Refusals are bounded by the failure rate limit. */
+static void audit_refusal(gateway_t *gw, const mqtt_auth_t *a, uint8_t reason)
+{
+    if (gw->audit == NULL)
+        return;
+    char id[DROVER_ID_MAX + 1] = "";
+    if (util_id_valid(a->client_id, a->client_id_len))
+        snprintf(id, sizeof(id), "%.*s", (int)a->client_id_len, a->client_id);
+    char outcome[32];
+    snprintf(outcome, sizeof(outcome), "refused 0x%02x", reason);
+    char actor[DROVER_ID_MAX + 16];
+    snprintf(actor, sizeof(actor), "%s%s", id[0] ? "device:" : "anonymous", id);
+    audit_log(gw->audit, actor, "mqtt.connect", id, outcome, a->peer, NULL);
+}
+
+void gateway_set_audit(gateway_t *gw, audit_t *audit)
+{
+    gw->audit = audit;
+}
+
 static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant)
 {
     gateway_t *gw = ctx;
@@ -227,12 +251,14 @@ static uint8_t authenticate(void *ctx, const mqtt_auth_t *a, mqtt_grant_t *grant
         gw->auth_failures++;
         log_info("mqtt %s: refused '%s': too many failed authentications", a->peer,
                  idk[0] ? idk + 3 : "?");
+        audit_refusal(gw, a, MQTT_RC_BANNED);
         return MQTT_RC_BANNED;
     }
     uint8_t rc = check_credentials(gw, a, grant);
     if (rc != 0 && rc != MQTT_RC_SERVER_UNAVAILABLE) {
         ratelimit_fail(by_src, src, now);
         ratelimit_fail(by_id, idk, now);
+        audit_refusal(gw, a, rc);
     }
     return rc;
 }

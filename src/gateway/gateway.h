@@ -34,6 +34,10 @@ int gateway_new(struct event_base *base, const config_t *cfg, store_t *st, regis
 struct pki;
 void gateway_set_pki(gateway_t *gw, struct pki *pki);
 
+/* Refused MQTT authentications are appended to this audit log. */
+struct audit;
+void gateway_set_audit(gateway_t *gw, struct audit *audit);
+
 /* Serves MQTT over TLS on host:port too (ctx: an SSL_CTX, borrowed). */
 struct ssl_ctx_st;
 int gateway_listen_tls(gateway_t *gw, const char *host, int port, struct ssl_ctx_st *ctx);

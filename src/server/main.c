@@ -322,6 +322,7 @@ int main(int argc, char **argv)
         goto out;
     }
     gateway_set_pki(gw, pki);
+    gateway_set_audit(gw, audit);
     char mqtts_host[64] = "", https_host[64] = "";
     int mqtts_port = 0, https_port = 0;
     if (cfg.mqtts_listen[0]) {

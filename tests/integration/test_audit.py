@@ -137,6 +137,21 @@ class AuditApiTest(AuditBase):
         self.assertEqual(self.server.request("HEAD", "/api/v1/devices")[0], 200)
         self.assertEqual(self.last_seq(), before)
 
+    def test_mqtt_refusals_are_audited(self):
+        """A refused MQTT authentication is a refused authorization too."""
+        d = uid("mq")
+        self.server.create_device(d)
+        c = self.server.mqtt(d, d, "not-the-secret")
+        try:
+            rc = c.connect()
+        finally:
+            c.close()
+        self.assertEqual(rc, 4, "a wrong secret is refused (3.1.1 code 4)")
+        e = self.wait_entry(lambda e: e["action"] == "mqtt.connect" and e["object"] == d,
+                            "an audit entry for the refused connect", actor="device:" + d)
+        self.assertEqual(e["outcome"], "refused 0x86")
+        self.assertRegex(e["source"], r"^127\.0\.0\.1:\d+$")
+
     def test_refusals_are_audited(self):
         # 401: no token on a read, a malformed one on a write.
         st, _ = self.server.api("GET", "/api/v1/devices", token=None)
