@@ -353,10 +353,40 @@ int twin_get(twin_t *t, const char *device_id, json_t **out)
 
 int twin_desired_message(twin_t *t, const char *device_id, char **payload, size_t *len)
 {
-    entry_t *e;
-    int rc = entry_get(t, device_id, &e);
-    if (rc < 0)
-        return rc;
+    entry_t *e = strmap_get(&t->cache, device_id, strlen(device_id));
+    registry_device_t *d = registry_find(t->reg, device_id);
+    if (d == NULL)
+        return -ENOENT;
+    if (e == NULL || e->key != d->key) {
+        /* Not cached: build the message from the stored row without
+         * caching it. Every device asks for this at each subscribe, and a
+         * cache entry (two documents) per connected device would cost more
+         * memory than the connection itself. */
+        store_twin_t row;
+        int rc = store_twin_get(t->st, d->key, &row);
+        if (rc == -ENOENT) {
+            *payload = strdup("{\"version\":0,\"state\":{}}");
+            if (*payload == NULL)
+                return -ENOMEM;
+            *len = strlen(*payload);
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+        size_t n = strlen(row.desired) + 48;
+        char *s = malloc(n);
+        if (s == NULL) {
+            store_twin_fini(&row);
+            return -ENOMEM;
+        }
+        /* The stored text is a compact JSON object written by this module. */
+        int w = snprintf(s, n, "{\"version\":%lld,\"state\":%s}", (long long)row.desired_version,
+                         row.desired);
+        store_twin_fini(&row);
+        *payload = s;
+        *len = (size_t)w;
+        return 0;
+    }
     json_t *o =
         json_pack("{s:I, s:O}", "version", (json_int_t)e->desired_version, "state", e->desired);
     char *s = o ? json_util_dump(o) : NULL;
