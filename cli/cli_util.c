@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +65,13 @@ void cli_buf_fini(cli_buf_t *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+}
+
+void cli_buf_wipe(cli_buf_t *b)
+{
+    if (b->data != NULL)
+        explicit_bzero(b->data, b->len);
+    cli_buf_fini(b);
 }
 
 /* ---- time ---------------------------------------------------------------- */
@@ -163,6 +171,12 @@ int cli_format_time(int64_t ms, bool with_ms, char *out, size_t outlen)
     return 0;
 }
 
+void cli_time_cell(const json_t *v, bool with_ms, const char *none, char *out, size_t outlen)
+{
+    if (!json_is_integer(v) || cli_format_time(json_integer_value(v), with_ms, out, outlen) < 0)
+        snprintf(out, outlen, "%s", none);
+}
+
 /* ---- arguments ----------------------------------------------------------- */
 
 int cli_tag_split(const char *kv, size_t *keylen)
@@ -172,6 +186,41 @@ int cli_tag_split(const char *kv, size_t *keylen)
         return -EINVAL;
     *keylen = (size_t)(eq - kv);
     return 0;
+}
+
+int cli_tags_build(const char *const *kv, size_t n, json_t **out, size_t *bad)
+{
+    json_t *tags = json_object();
+    int rc = -ENOMEM;
+    if (tags == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        size_t kl;
+        *bad = i;
+        if (cli_tag_split(kv[i], &kl) < 0) {
+            rc = -EINVAL;
+            goto fail;
+        }
+        char *key = strndup(kv[i], kl);
+        if (key == NULL) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        bool twice = json_object_get(tags, key) != NULL;
+        /* json_object_set_new() takes the value even when it fails. */
+        json_t *v = twice ? NULL : json_string(kv[i] + kl + 1);
+        int set = v != NULL ? json_object_set_new(tags, key, v) : -1;
+        free(key);
+        if (twice || set < 0) {
+            rc = twice ? -EEXIST : -EILSEQ;
+            goto fail;
+        }
+    }
+    *out = tags;
+    return 0;
+fail:
+    json_decref(tags);
+    return rc;
 }
 
 int cli_parse_seconds(const char *s, double *out)
@@ -383,53 +432,34 @@ static int pretty(const json_t *v, cli_buf_t *b, int depth)
     int rc = 0;
     if (depth > PRETTY_DEPTH_MAX)
         return -EINVAL;
-    if (json_is_object(v)) {
-        if (json_object_size(v) == 0)
-            return cli_buf_puts(b, "{}");
-        rc = cli_buf_puts(b, "{");
-        const char *k;
-        json_t *c;
-        bool first = true;
-        json_object_foreach((json_t *)v, k, c)
-        {
-            if (rc == 0 && !first)
+    bool obj = json_is_object(v);
+    if (obj || json_is_array(v)) {
+        /* Members in their order, each on its own line: "key": value for
+         * an object, value for an array. */
+        size_t n = obj ? json_object_size(v) : json_array_size(v);
+        if (n == 0)
+            return cli_buf_puts(b, obj ? "{}" : "[]");
+        rc = cli_buf_puts(b, obj ? "{" : "[");
+        void *it = obj ? json_object_iter((json_t *)v) : NULL;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            const char *k = obj ? json_object_iter_key(it) : NULL;
+            const json_t *c = obj ? json_object_iter_value(it) : json_array_get(v, i);
+            if (i > 0)
                 rc = cli_buf_puts(b, ",");
-            first = false;
             if (rc == 0)
                 rc = put_indent(b, depth + 1);
-            if (rc == 0)
+            if (rc == 0 && k != NULL)
                 rc = put_string(b, k, strlen(k));
-            if (rc == 0)
+            if (rc == 0 && k != NULL)
                 rc = cli_buf_puts(b, ": ");
             if (rc == 0)
                 rc = pretty(c, b, depth + 1);
-            if (rc < 0)
-                return rc;
+            if (obj)
+                it = json_object_iter_next((json_t *)v, it);
         }
         if (rc == 0)
             rc = put_indent(b, depth);
-        return rc ? rc : cli_buf_puts(b, "}");
-    }
-    if (json_is_array(v)) {
-        if (json_array_size(v) == 0)
-            return cli_buf_puts(b, "[]");
-        rc = cli_buf_puts(b, "[");
-        size_t i;
-        json_t *c;
-        json_array_foreach(v, i, c)
-        {
-            if (rc == 0 && i > 0)
-                rc = cli_buf_puts(b, ",");
-            if (rc == 0)
-                rc = put_indent(b, depth + 1);
-            if (rc == 0)
-                rc = pretty(c, b, depth + 1);
-            if (rc < 0)
-                return rc;
-        }
-        if (rc == 0)
-            rc = put_indent(b, depth);
-        return rc ? rc : cli_buf_puts(b, "]");
+        return rc ? rc : cli_buf_puts(b, obj ? "}" : "]");
     }
     if (json_is_string(v))
         return put_string(b, json_string_value(v), json_string_length(v));
@@ -593,6 +623,83 @@ void cli_table_fini(cli_table_t *t)
     t->cells = NULL;
     t->nrows = 0;
     t->cap = 0;
+}
+
+const char *cli_shown(const char *s, char *buf, size_t len)
+{
+    char *t = cli_sanitize(s, 40);
+    snprintf(buf, len, "%s", t ? t : "?");
+    free(t);
+    return buf;
+}
+
+char *cli_field_text(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    if (v == NULL)
+        return cli_sanitize("", 0);
+    if (json_is_string(v))
+        return cli_sanitize(json_string_value(v), 0);
+    char *t = cli_json_text(v);
+    char *s = t != NULL ? cli_sanitize(t, 0) : NULL;
+    free(t);
+    return s;
+}
+
+char *cli_pairs_text(const json_t *obj, const char *sep, size_t max)
+{
+    cli_buf_t b;
+    cli_buf_init(&b, max);
+    const char *k;
+    json_t *v;
+    int rc = cli_buf_append(&b, "", 0);
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        char *t = cli_json_text(v);
+        if (t == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        if (b.len > 0)
+            rc = cli_buf_puts(&b, sep);
+        if (rc == 0)
+            rc = cli_buf_puts(&b, k);
+        if (rc == 0)
+            rc = cli_buf_puts(&b, "=");
+        if (rc == 0)
+            rc = cli_buf_puts(&b, t);
+        free(t);
+        if (rc == -EFBIG) { /* what fits */
+            rc = 0;
+            break;
+        }
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        cli_buf_fini(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+const char *cli_secret_of(const json_t *o, const char *key)
+{
+    const char *t = json_string_value(json_object_get(o, key));
+    if (t == NULL || strlen(t) < 8 || strlen(t) > 256)
+        return NULL;
+    for (const char *p = t; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            return NULL;
+    return t;
+}
+
+void cli_json_wipe(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v))
+        explicit_bzero((char *)json_string_value(v), json_string_length(v));
 }
 
 /* ---- control commands ---------------------------------------------------- */

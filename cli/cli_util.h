@@ -3,8 +3,10 @@
  * unit tests can drive them: a capped growable buffer, time arguments
  * (absolute or relative like "-15m"), local RFC 3339 formatting, "k=v" tags,
  * the config file, JSON scalars as table text, a JSON pretty printer that
- * keeps numbers readable, an aligned text table, and the arguments and
- * progress text of the control commands (twin, commands, bulk jobs).
+ * keeps numbers readable, an aligned text table, safe text of an answer's
+ * fields (times, "k=v" pairs, secrets), and the arguments and progress
+ * text of the control commands (twin, commands, bulk jobs). The helpers
+ * that print or talk to the server are in cli_common.h.
  *
  * Nothing here does I/O except cli_table_print(), which writes to the FILE
  * it is given. Single-threaded like the rest of the CLI; the only global
@@ -36,6 +38,8 @@ int cli_buf_append(cli_buf_t *b, const void *p, size_t n);
 int cli_buf_puts(cli_buf_t *b, const char *s);
 /* Releases the storage; the buffer can be reused after cli_buf_init. */
 void cli_buf_fini(cli_buf_t *b);
+/* cli_buf_fini after zeroing the bytes: for buffers that held a secret. */
+void cli_buf_wipe(cli_buf_t *b);
 
 /* ---- time ---------------------------------------------------------------- */
 
@@ -53,10 +57,21 @@ int cli_parse_when(const char *s, int64_t now_ms, char *out, size_t outlen);
 #define CLI_TIME_MAX 40
 int cli_format_time(int64_t ms, bool with_ms, char *out, size_t outlen);
 
+/* A JSON epoch-ms value as cli_format_time text for a table cell or a
+ * line; none (such as "-" or "never") for null, a missing value or
+ * anything else. */
+void cli_time_cell(const json_t *v, bool with_ms, const char *none, char *out, size_t outlen);
+
 /* ---- arguments ----------------------------------------------------------- */
 
 /* "key=value" with a non-empty key. Writes the key length on success. */
 int cli_tag_split(const char *kv, size_t *keylen);
+
+/* A tags object {"K": "V", ...} from n "K=V" strings, values as strings.
+ * On a bad one *bad gets its index and the return says why: -EINVAL no
+ * '=' or an empty key, -EEXIST a key given twice, -EILSEQ not valid
+ * UTF-8. -ENOMEM. Caller owns *out. */
+int cli_tags_build(const char *const *kv, size_t n, json_t **out, size_t *bad);
 
 /* A number of seconds in (0, 86400], fractions allowed ("2.5"). */
 int cli_parse_seconds(const char *s, double *out);
@@ -122,6 +137,30 @@ void cli_table_fini(cli_table_t *t);
  * when max_chars > 0, cut to that many code points ending in "...".
  * Returns NULL on ENOMEM. Also used for key: value lines. */
 char *cli_sanitize(const char *s, size_t max_chars);
+
+/* An argument from the command line made safe to quote in an error: cut
+ * to 40 code points, control characters as '?'. Written into buf, which
+ * is returned. */
+const char *cli_shown(const char *s, char *buf, size_t len);
+
+/* The value of key in o as sanitized text for a line or a cell: strings
+ * as they are, other values as cli_json_text, "" when absent. Caller
+ * frees; NULL on ENOMEM. */
+char *cli_field_text(const json_t *o, const char *key);
+
+/* "k=v" pairs of an object, joined by sep, values as cli_json_text, not
+ * sanitized. At most max bytes: the text is cut where the next piece would
+ * not fit. Caller frees; NULL on ENOMEM. */
+char *cli_pairs_text(const json_t *obj, const char *sep, size_t max);
+
+/* The string under key in o when it looks like a secret the server makes
+ * (a token, claim token or device secret: 8 to 256 characters of
+ * A-Z a-z 0-9 _ -), so it is safe to print; else NULL. */
+const char *cli_secret_of(const json_t *o, const char *key);
+
+/* Zeroes the string under key in o (if it is one) before the JSON is
+ * freed: a secret an answer carried, or a claim token a body did. */
+void cli_json_wipe(json_t *o, const char *key);
 
 /* ---- control commands ---------------------------------------------------- */
 

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli_http.h"
+#include "cli_common.h"
 
 typedef struct {
     const char *since, *until; /* as sent to the server (see cli_parse_when), or NULL */
@@ -28,13 +28,12 @@ typedef struct {
     bool json;
 } cli_audit_opts_t;
 
-/* what: "list", "export" or "verify". http may be NULL only for verify
- * with a file. server is used in messages. Returns the exit status:
+/* what: "list", "export" or "verify". c->http may be NULL only for verify
+ * with a file; its flags are audit's own. Returns the exit status:
  * 0 ok (verify: the chain is intact), 1 the server answered with an
  * error, or verify found the chain broken, 2 the server could not be
  * reached, 64 a usage error. */
-int cli_audit_run(const char *what, cli_http_t *http, const char *server,
-                  const cli_audit_opts_t *o);
+int cli_audit_run(const char *what, const cli_conn_t *c, const cli_audit_opts_t *o);
 
 /* ---- the chain checker ----------------------------------------------------- */
 

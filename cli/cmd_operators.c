@@ -1,72 +1,41 @@
 /*
  * drover token / user / login (see cmd_operators.h).
  *
- * Requests go through one helper (request()) that turns a non-2xx answer
- * into "drover: <detail> (<status> <code>)" on stderr and exit status 1,
- * as the rest of the CLI does. Names and ids from the command line are
- * URL-escaped into paths. Everything the server sends that reaches the
- * terminal goes through cli_sanitize (no control characters).
+ * Requests go through cli_request() (cli_common.c), which turns a non-2xx
+ * answer into "drover: <detail> (<status> <code>)" on stderr and exit
+ * status 1, as the rest of the CLI does. Names and ids from the command
+ * line are URL-escaped into paths. Everything the server sends that
+ * reaches the terminal goes through cli_sanitize (no control characters).
  *
- * --save writes the config file the way an editor would not lose it: the
- * new text goes to FILE.tmp (created 0600, fsync'd) and is renamed over
- * FILE, so a crash leaves the old file or the new one, and the token is
- * never readable by others, even for a moment. Which file: $DROVER_CONFIG,
- * else ~/.config/drover/config (the rule drover.c reads it by).
+ * --save writes the config file the way an editor would not lose it
+ * (cli_write_atomic): the new text goes to FILE.tmp (created 0600,
+ * fsync'd) and is renamed over FILE, so a crash leaves the old file or the
+ * new one, and the token is never readable by others, even for a moment.
+ * Which file: cli_config_path(), the rule drover.c reads it by.
  *
  * Single-threaded.
  */
 #include "cmd_operators.h"
 
+#include "cli_common.h"
+
 #include "common/json.h"
 #include "common/util.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
-
-#define EXIT_OK 0
-#define EXIT_SERVER 1
-#define EXIT_UNREACHABLE 2
-#define EXIT_USAGE 64
 
 #define PASSWORD_MIN 12 /* the server's limits (src/security/users.h) */
 #define PASSWORD_MAX 1024
 #define STDIN_MAX (64 * 1024)
 #define CONFIG_MAX (64 * 1024)
-#define PATH_MAX_BYTES 1024
+#define PATH_MAX_BYTES 1024 /* a path with a name or id in it */
 #define TEN_YEARS_S (10LL * 365 * 24 * 3600)
-#define CONFIG_REL_PATH "/.config/drover/config"
-
-static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void errorf(const char *fmt, ...)
-{
-    va_list ap;
-    fflush(stdout);
-    fputs("drover: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static int usage(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage(const char *what, const char *fmt, ...)
-{
-    va_list ap;
-    fputs("drover: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun `drover help %s` for details.\n", what);
-    return EXIT_USAGE;
-}
 
 /* ---- pure helpers --------------------------------------------------------- */
 
@@ -183,136 +152,33 @@ int cli_ops_config_with_token(const char *text, size_t len, const char *token, c
 
 /* ---- requests ----------------------------------------------------------------- */
 
-typedef struct {
-    cli_http_t *http;
-    const char *server;
-} conn_t;
+/* The connection with this family's wording of failures. */
+static int connect_ops(cli_connect_fn connect, void *ctx, bool with_token, cli_conn_t *c)
+{
+    int rc = connect(ctx, with_token, c);
+    c->flags = 0;
+    return rc;
+}
 
-/* One request. On a 2xx answer *out gets the parsed body (NULL when empty)
- * and 0 is returned; otherwise the failure is printed and the exit status
- * returned. */
-static int request(const conn_t *c, const char *method, const char *path, const json_t *body,
+/* A JSON body (may hold a password) sent, the answer into *out. */
+static int request(const cli_conn_t *c, const char *method, const char *path, const json_t *body,
                    json_t **out)
 {
-    char err[CLI_HTTP_ERR_MAX] = "";
-    cli_http_resp_t r;
-    char *text = NULL;
-    if (body != NULL && (text = json_util_dump(body)) == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    int rc = cli_http_request(c->http, method, path, text, &r, err, sizeof(err));
-    if (text != NULL) {
-        explicit_bzero(text, strlen(text)); /* may hold a password */
-        free(text);
-    }
-    if (rc == -EIO) {
-        char *s = cli_sanitize(c->server, 200);
-        errorf("cannot reach server at %s: %s", s ? s : "?", err);
-        free(s);
-        return EXIT_UNREACHABLE;
-    }
-    if (rc == -EFBIG) {
-        errorf("the server's response is larger than %u MiB; not read",
-               CLI_HTTP_BODY_MAX / (1024 * 1024));
-        return EXIT_SERVER;
-    }
-    if (rc < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    char perr[160] = "";
-    json_t *v = r.len > 0 ? json_util_parse(r.body, r.len, perr, sizeof(perr)) : NULL;
-    if (r.body != NULL) {
-        explicit_bzero(r.body, r.len); /* may hold a token */
-        free(r.body);
-    }
-    if (r.status >= 200 && r.status < 300) {
-        if (r.len > 0 && v == NULL) {
-            errorf("the server's answer is not JSON (%ld): %s", r.status, perr);
-            return EXIT_SERVER;
-        }
-        *out = v;
-        return 0;
-    }
-    const char *code = json_string_value(json_object_get(v, "error"));
-    const char *detail = json_string_value(json_object_get(v, "detail"));
-    if (code == NULL) {
-        errorf("the server answered %ld without a JSON error body", r.status);
-    } else {
-        char *d = cli_sanitize(detail ? detail : code, 300);
-        char *cd = cli_sanitize(code, 64);
-        errorf("%s (%ld %s)", d ? d : "request failed", r.status, cd ? cd : "-");
-        free(d);
-        free(cd);
-    }
-    json_decref(v);
-    return EXIT_SERVER;
+    return cli_request_json(c, method, path, body, NULL, 0, out);
 }
 
-/* prefix + escaped(arg) into out. */
-static int make_path(const char *prefix, const char *arg, char *out, size_t outlen)
+/* Connects, POSTs body to path and finds the token the answer carries
+ * (`token create`, `login`): 0 with *resp and *tok (inside it), or an
+ * exit status. */
+static int post_for_token(cli_connect_fn connect, void *ctx, bool with_token, const char *path,
+                          const json_t *body, cli_conn_t *c, json_t **resp, const char **tok)
 {
-    char *e = curl_easy_escape(NULL, arg, (int)strnlen(arg, PATH_MAX_BYTES));
-    if (e == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    int n = snprintf(out, outlen, "%s%s", prefix, e);
-    curl_free(e);
-    if (n < 0 || (size_t)n >= outlen) {
-        errorf("argument too long");
-        return EXIT_USAGE;
-    }
-    return 0;
-}
-
-static int print_pretty(const json_t *v)
-{
-    cli_buf_t b;
-    cli_buf_init(&b, SIZE_MAX / 2);
-    int rc = cli_json_pretty(v, &b);
-    if (rc == 0) {
-        fwrite(b.data, 1, b.len, stdout);
-        fputc('\n', stdout);
-    }
-    cli_buf_fini(&b);
-    if (rc < 0) {
-        errorf("cannot print the answer: %s", strerror(-rc));
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
-}
-
-/* A field as safe text for a line or a cell; caller frees. */
-static char *field(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    if (json_is_string(v))
-        return cli_sanitize(json_string_value(v), 0);
-    char *t = cli_json_text(v);
-    char *s = t != NULL ? cli_sanitize(t, 0) : NULL;
-    free(t);
-    return s;
-}
-
-static void time_text(const json_t *v, const char *none, char *out, size_t len)
-{
-    if (!json_is_integer(v) || cli_format_time(json_integer_value(v), false, out, len) < 0)
-        snprintf(out, len, "%s", none);
-}
-
-/* The token in an answer, checked: it goes into a terminal or a file. */
-static const char *token_of(const json_t *v)
-{
-    const char *t = json_string_value(json_object_get(v, "token"));
-    if (t == NULL || strlen(t) < 8 || strlen(t) > 256)
-        return NULL;
-    for (const char *p = t; *p; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '-'))
-            return NULL;
-    return t;
+    int rc = connect_ops(connect, ctx, with_token, c);
+    if (rc == 0)
+        rc = request(c, "POST", path, body, resp);
+    if (rc == 0 && (*tok = cli_secret_of(*resp, "token")) == NULL)
+        rc = cli_unexpected("no token");
+    return rc;
 }
 
 /* ---- passwords -------------------------------------------------------------------- */
@@ -366,23 +232,7 @@ static int stdin_line(char *buf, size_t cap, size_t *len)
 {
     cli_buf_t b;
     cli_buf_init(&b, STDIN_MAX);
-    char chunk[4096];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(0, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        rc = cli_buf_append(&b, chunk, (size_t)n);
-        if (rc < 0 || memchr(chunk, '\n', (size_t)n) != NULL)
-            break;
-    }
-    explicit_bzero(chunk, sizeof(chunk));
+    int rc = cli_read_fd(STDIN_FILENO, &b, true);
     size_t n = 0;
     if (rc == 0 && b.data != NULL) {
         const char *nl = memchr(b.data, '\n', b.len);
@@ -394,9 +244,7 @@ static int stdin_line(char *buf, size_t cap, size_t *len)
         else
             memcpy(buf, b.data, n);
     }
-    if (b.data != NULL)
-        explicit_bzero(b.data, b.len);
-    cli_buf_fini(&b);
+    cli_buf_wipe(&b);
     if (rc < 0)
         return rc;
     buf[n] = '\0';
@@ -413,15 +261,15 @@ static int read_password(const char *what, const cli_ops_opts_t *o, bool confirm
     if (o->password_stdin) {
         rc = stdin_line(buf, cap, len);
         if (rc == -EFBIG)
-            return usage(what, "the password is longer than %d bytes", PASSWORD_MAX);
+            return cli_usage(what, "the password is longer than %d bytes", PASSWORD_MAX);
         if (rc < 0) {
-            errorf("cannot read the password from stdin: %s", strerror(-rc));
+            cli_errorf("cannot read the password from stdin: %s", strerror(-rc));
             return EXIT_USAGE;
         }
     } else {
         int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
-            return usage(what, "no terminal to ask for the password on; use --password-stdin");
+            return cli_usage(what, "no terminal to ask for the password on; use --password-stdin");
         rc = tty_line(fd, confirm ? "New password: " : "Password: ", buf, cap, len);
         if (rc == 0 && confirm) {
             char again[PASSWORD_MAX + 2];
@@ -434,20 +282,20 @@ static int read_password(const char *what, const cli_ops_opts_t *o, bool confirm
         close(fd);
         if (rc == -EAGAIN) {
             explicit_bzero(buf, cap);
-            return usage(what, "the passwords do not match");
+            return cli_usage(what, "the passwords do not match");
         }
         if (rc == -EFBIG)
-            return usage(what, "the password is longer than %d bytes", PASSWORD_MAX);
+            return cli_usage(what, "the password is longer than %d bytes", PASSWORD_MAX);
         if (rc < 0) {
-            errorf("cannot read the password from the terminal: %s", strerror(-rc));
+            cli_errorf("cannot read the password from the terminal: %s", strerror(-rc));
             return EXIT_USAGE;
         }
     }
     if (*len < min || *len > PASSWORD_MAX) {
         explicit_bzero(buf, cap);
         if (min > 1)
-            return usage(what, "a password has %zu to %d bytes", min, PASSWORD_MAX);
-        return usage(what, "the password is empty");
+            return cli_usage(what, "a password has %zu to %d bytes", min, PASSWORD_MAX);
+        return cli_usage(what, "the password is empty");
     }
     return 0;
 }
@@ -463,18 +311,9 @@ static bool role_ok(const char *r)
 static int bad_role(const char *what, const char *role)
 {
     if (role == NULL)
-        return usage(what, "--role is required: admin, operator or viewer");
+        return cli_usage(what, "--role is required: admin, operator or viewer");
     char *s = cli_sanitize(role, 40);
-    int rc = usage(what, "unknown role '%s': use admin, operator or viewer", s ? s : "?");
-    free(s);
-    return rc;
-}
-
-static int bad_name(const char *what, const char *name)
-{
-    char *s = cli_sanitize(name, 40);
-    int rc =
-        usage(what, "invalid user name '%s': 1 to 64 characters of A-Z a-z 0-9 . _ -", s ? s : "?");
+    int rc = cli_usage(what, "unknown role '%s': use admin, operator or viewer", s ? s : "?");
     free(s);
     return rc;
 }
@@ -486,141 +325,115 @@ static int expires_arg(const char *what, const cli_ops_opts_t *o, json_t *body)
     int64_t secs;
     if (cli_ops_parse_duration(o->expires_in, &secs) < 0 || secs < 60) {
         char *s = cli_sanitize(o->expires_in, 40);
-        int rc = usage(what,
-                       "--expires-in wants a lifetime from 60s to 10 years: N followed by "
-                       "s, m, h, d or w (e.g. 12h, 30d); got '%s'",
-                       s ? s : "?");
+        int rc = cli_usage(what,
+                           "--expires-in wants a lifetime from 60s to 10 years: N followed by "
+                           "s, m, h, d or w (e.g. 12h, 30d); got '%s'",
+                           s ? s : "?");
         free(s);
         return rc;
     }
-    if (json_object_set_new(body, "expires_in_s", json_integer(secs)) < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (json_object_set_new(body, "expires_in_s", json_integer(secs)) < 0)
+        return cli_oom();
     return 0;
 }
 
 /* ---- token ------------------------------------------------------------------------------- */
 
-static int token_create(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+static int token_create(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "token create";
     size_t nl = strlen(o->arg);
     if (nl == 0 || nl > 64)
-        return usage(what, "a token name has 1 to 64 bytes");
+        return cli_usage(what, "a token name has 1 to 64 bytes");
     for (size_t i = 0; i < nl; i++)
         if ((unsigned char)o->arg[i] < 0x20 || o->arg[i] == 0x7f)
-            return usage(what, "a token name has no control characters");
+            return cli_usage(what, "a token name has no control characters");
     if (!role_ok(o->role))
         return bad_role(what, o->role);
     json_t *body = json_pack("{s:s, s:s}", "name", o->arg, "role", o->role);
     json_t *resp = NULL;
     int rc;
     if (body == NULL) {
-        errorf("the token name is not valid UTF-8, or out of memory");
+        cli_errorf("the token name is not valid UTF-8, or out of memory");
         return EXIT_USAGE;
     }
     if ((rc = expires_arg(what, o, body)) != 0)
         goto done;
-    conn_t c;
-    if ((rc = connect(ctx, true, &c.http, &c.server)) != 0)
+    cli_conn_t c;
+    const char *tok = NULL;
+    if ((rc = post_for_token(connect, ctx, true, "/api/v1/tokens", body, &c, &resp, &tok)) != 0)
         goto done;
-    if ((rc = request(&c, "POST", "/api/v1/tokens", body, &resp)) != 0)
-        goto done;
-    const char *tok = token_of(resp);
-    if (tok == NULL) {
-        errorf("unexpected answer from the server: no token");
-        rc = EXIT_SERVER;
-        goto done;
-    }
     if (o->json) {
-        rc = print_pretty(resp);
+        rc = cli_print_json(resp);
     } else {
         char expires[CLI_TIME_MAX];
-        time_text(json_object_get(resp, "expires_at"), "never", expires, sizeof(expires));
-        char *id = field(resp, "id"), *name = field(resp, "name"), *role = field(resp, "role");
+        cli_time_cell(json_object_get(resp, "expires_at"), false, "never", expires,
+                      sizeof(expires));
+        char *id = cli_field_text(resp, "id"), *name = cli_field_text(resp, "name"),
+             *role = cli_field_text(resp, "role");
         printf("id:       %s\nname:     %s\nrole:     %s\nexpires:  %s\ntoken:    %s\n",
                id ? id : "?", name ? name : "?", role ? role : "?", expires, tok);
         free(id);
         free(name);
         free(role);
     }
-    fflush(stdout);
-    fputs("drover: warning: the token is shown only once; store it now\n", stderr);
+    cli_warn_shown_once("token");
 done:
     json_decref(resp);
     json_decref(body);
     return rc;
 }
 
-static int token_list(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+static int token_row(cli_table_t *t, const json_t *v, void *arg)
 {
-    conn_t c;
-    json_t *resp = NULL;
-    int rc = connect(ctx, true, &c.http, &c.server);
-    if (rc == 0)
-        rc = request(&c, "GET", "/api/v1/tokens", NULL, &resp);
-    if (rc != 0)
-        return rc;
-    const json_t *tokens = json_object_get(resp, "tokens");
-    if (!json_is_array(tokens)) {
-        json_decref(resp);
-        errorf("unexpected answer from the server: no token list");
-        return EXIT_SERVER;
-    }
-    if (o->json) {
-        rc = print_pretty(resp);
-        json_decref(resp);
-        return rc;
-    }
-    cli_table_t t;
-    rc = cli_table_init(&t, 5);
-    const char *head[] = {"ID", "NAME", "ROLE", "CREATED", "EXPIRES"};
-    if (rc == 0)
-        rc = cli_table_add(&t, head);
-    size_t i;
-    const json_t *v;
-    json_array_foreach(tokens, i, v)
-    {
-        if (rc < 0)
-            break;
-        char created[CLI_TIME_MAX], expires[CLI_TIME_MAX];
-        time_text(json_object_get(v, "created_at"), "-", created, sizeof(created));
-        time_text(json_object_get(v, "expires_at"), "never", expires, sizeof(expires));
-        char *id = field(v, "id"), *name = field(v, "name"), *role = field(v, "role");
-        const char *row[] = {id, name, role, created, expires};
-        rc = cli_table_add(&t, row);
-        free(id);
-        free(name);
-        free(role);
-    }
-    if (rc == 0)
-        cli_table_print(&t, stdout);
-    cli_table_fini(&t);
-    json_decref(resp);
-    if (rc < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
+    (void)arg;
+    char created[CLI_TIME_MAX], expires[CLI_TIME_MAX];
+    cli_time_cell(json_object_get(v, "created_at"), false, "-", created, sizeof(created));
+    cli_time_cell(json_object_get(v, "expires_at"), false, "never", expires, sizeof(expires));
+    char *id = cli_field_text(v, "id"), *name = cli_field_text(v, "name"),
+         *role = cli_field_text(v, "role");
+    const char *row[] = {id, name, role, created, expires};
+    int rc = cli_table_add(t, row);
+    free(id);
+    free(name);
+    free(role);
+    return rc;
 }
 
-static int token_rm(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+static int token_list(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
 {
-    if (!util_id_valid(o->arg, strlen(o->arg)))
-        return usage("token rm", "invalid token id (the ID column of `drover token list`)");
+    static const char *const head[] = {"ID", "NAME", "ROLE", "CREATED", "EXPIRES"};
+    const cli_rows_t rows = {.key = "tokens", .ncols = 5, .header = head, .row = token_row};
+    cli_conn_t c;
+    int rc = connect_ops(connect, ctx, true, &c);
+    if (rc == 0)
+        rc = cli_list(&c, "/api/v1/tokens", "no token list", o->json, &rows);
+    return rc;
+}
+
+/* DELETE prefix + escaped(o->arg); then done says what was deleted. */
+static int delete_one(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx,
+                      const char *prefix, const char *done)
+{
     char path[PATH_MAX_BYTES];
-    int rc = make_path("/api/v1/tokens/", o->arg, path, sizeof(path));
-    conn_t c;
+    int rc = cli_make_path(prefix, o->arg, NULL, path, sizeof(path));
+    cli_conn_t c;
     json_t *resp = NULL;
     if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
+        rc = connect_ops(connect, ctx, true, &c);
     if (rc == 0)
         rc = request(&c, "DELETE", path, NULL, &resp);
     json_decref(resp);
     if (rc == 0 && !o->json)
-        printf("revoked token %s\n", o->arg);
+        printf("%s %s\n", done, o->arg);
     return rc;
+}
+
+static int token_rm(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
+{
+    if (!util_id_valid(o->arg, strlen(o->arg)))
+        return cli_usage("token rm", "invalid token id (the ID column of `drover token list`)");
+    return delete_one(o, connect, ctx, "/api/v1/tokens/", "revoked token");
 }
 
 /* ---- user ---------------------------------------------------------------------------------- */
@@ -628,8 +441,8 @@ static int token_rm(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *c
 static int print_user(const cli_ops_opts_t *o, const json_t *u, const char *verb)
 {
     if (o->json)
-        return print_pretty(u);
-    char *name = field(u, "name"), *role = field(u, "role");
+        return cli_print_json(u);
+    char *name = cli_field_text(u, "name"), *role = cli_field_text(u, "role");
     printf("%s user %s (role %s%s)\n", verb, name ? name : "?", role ? role : "?",
            json_is_true(json_object_get(u, "disabled")) ? ", disabled" : "");
     free(name);
@@ -637,16 +450,17 @@ static int print_user(const cli_ops_opts_t *o, const json_t *u, const char *verb
     return EXIT_OK;
 }
 
-static int user_add(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+static int user_add(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "user add";
-    if (!util_id_valid(o->arg, strlen(o->arg)))
-        return bad_name(what, o->arg);
+    int rc = cli_check_id(what, "user name", o->arg);
+    if (rc != 0)
+        return rc;
     if (!role_ok(o->role))
         return bad_role(what, o->role);
     char pw[PASSWORD_MAX + 2];
     size_t len = 0;
-    int rc = read_password(what, o, true, PASSWORD_MIN, pw, sizeof(pw), &len);
+    rc = read_password(what, o, true, PASSWORD_MIN, pw, sizeof(pw), &len);
     if (rc != 0)
         return rc;
     json_t *resp = NULL;
@@ -654,11 +468,11 @@ static int user_add(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *c
         json_pack("{s:s, s:s, s:s%}", "name", o->arg, "role", o->role, "password", pw, len);
     explicit_bzero(pw, sizeof(pw));
     if (body == NULL) {
-        errorf("the password is not valid UTF-8");
+        cli_errorf("the password is not valid UTF-8");
         return EXIT_USAGE;
     }
-    conn_t c;
-    rc = connect(ctx, true, &c.http, &c.server);
+    cli_conn_t c;
+    rc = connect_ops(connect, ctx, true, &c);
     if (rc == 0)
         rc = request(&c, "POST", "/api/v1/users", body, &resp);
     if (rc == 0)
@@ -668,91 +482,56 @@ static int user_add(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *c
     return rc;
 }
 
-static int user_list(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+static int user_row(cli_table_t *t, const json_t *v, void *arg)
 {
-    conn_t c;
-    json_t *resp = NULL;
-    int rc = connect(ctx, true, &c.http, &c.server);
-    if (rc == 0)
-        rc = request(&c, "GET", "/api/v1/users", NULL, &resp);
-    if (rc != 0)
-        return rc;
-    const json_t *users = json_object_get(resp, "users");
-    if (!json_is_array(users)) {
-        json_decref(resp);
-        errorf("unexpected answer from the server: no user list");
-        return EXIT_SERVER;
-    }
-    if (o->json) {
-        rc = print_pretty(resp);
-        json_decref(resp);
-        return rc;
-    }
-    cli_table_t t;
-    rc = cli_table_init(&t, 4);
-    const char *head[] = {"NAME", "ROLE", "DISABLED", "CREATED"};
-    if (rc == 0)
-        rc = cli_table_add(&t, head);
-    size_t i;
-    const json_t *v;
-    json_array_foreach(users, i, v)
-    {
-        if (rc < 0)
-            break;
-        char created[CLI_TIME_MAX];
-        time_text(json_object_get(v, "created_at"), "-", created, sizeof(created));
-        char *name = field(v, "name"), *role = field(v, "role");
-        const char *row[] = {name, role,
-                             json_is_true(json_object_get(v, "disabled")) ? "yes" : "no", created};
-        rc = cli_table_add(&t, row);
-        free(name);
-        free(role);
-    }
-    if (rc == 0)
-        cli_table_print(&t, stdout);
-    cli_table_fini(&t);
-    json_decref(resp);
-    if (rc < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
-}
-
-static int user_rm(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
-{
-    if (!util_id_valid(o->arg, strlen(o->arg)))
-        return bad_name("user rm", o->arg);
-    char path[PATH_MAX_BYTES];
-    int rc = make_path("/api/v1/users/", o->arg, path, sizeof(path));
-    conn_t c;
-    json_t *resp = NULL;
-    if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
-    if (rc == 0)
-        rc = request(&c, "DELETE", path, NULL, &resp);
-    json_decref(resp);
-    if (rc == 0 && !o->json)
-        printf("deleted user %s\n", o->arg);
+    (void)arg;
+    char created[CLI_TIME_MAX];
+    cli_time_cell(json_object_get(v, "created_at"), false, "-", created, sizeof(created));
+    char *name = cli_field_text(v, "name"), *role = cli_field_text(v, "role");
+    const char *row[] = {name, role, json_is_true(json_object_get(v, "disabled")) ? "yes" : "no",
+                         created};
+    int rc = cli_table_add(t, row);
+    free(name);
+    free(role);
     return rc;
 }
 
-static int user_set(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+static int user_list(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
+{
+    static const char *const head[] = {"NAME", "ROLE", "DISABLED", "CREATED"};
+    const cli_rows_t rows = {.key = "users", .ncols = 4, .header = head, .row = user_row};
+    cli_conn_t c;
+    int rc = connect_ops(connect, ctx, true, &c);
+    if (rc == 0)
+        rc = cli_list(&c, "/api/v1/users", "no user list", o->json, &rows);
+    return rc;
+}
+
+static int user_rm(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
+{
+    int rc = cli_check_id("user rm", "user name", o->arg);
+    if (rc != 0)
+        return rc;
+    return delete_one(o, connect, ctx, "/api/v1/users/", "deleted user");
+}
+
+static int user_set(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "user set";
-    if (!util_id_valid(o->arg, strlen(o->arg)))
-        return bad_name(what, o->arg);
+    int rc = cli_check_id(what, "user name", o->arg);
+    if (rc != 0)
+        return rc;
     if (o->disable && o->enable)
-        return usage(what, "--disable and --enable contradict each other");
+        return cli_usage(what, "--disable and --enable contradict each other");
     if (o->role == NULL && !o->disable && !o->enable && !o->password_stdin)
-        return usage(what, "nothing to change: give --role, --disable, --enable or "
-                           "--password-stdin");
+        return cli_usage(what, "nothing to change: give --role, --disable, --enable or "
+                               "--password-stdin");
     if (o->role != NULL && !role_ok(o->role))
         return bad_role(what, o->role);
     json_t *body = json_object();
     json_t *resp = NULL;
     char path[PATH_MAX_BYTES];
-    int rc = EXIT_SERVER;
+    rc = EXIT_SERVER;
     if (body == NULL)
         goto oom;
     if (o->role != NULL && json_object_set_new(body, "role", json_string(o->role)) < 0)
@@ -769,24 +548,23 @@ static int user_set(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *c
         json_t *s = json_stringn(pw, len);
         explicit_bzero(pw, sizeof(pw));
         if (s == NULL) {
-            rc = usage(what, "the password is not valid UTF-8");
+            rc = cli_usage(what, "the password is not valid UTF-8");
             goto done;
         }
         if (json_object_set_new(body, "password", s) < 0)
             goto oom;
     }
-    if ((rc = make_path("/api/v1/users/", o->arg, path, sizeof(path))) != 0)
+    if ((rc = cli_make_path("/api/v1/users/", o->arg, NULL, path, sizeof(path))) != 0)
         goto done;
-    conn_t c;
-    rc = connect(ctx, true, &c.http, &c.server);
+    cli_conn_t c;
+    rc = connect_ops(connect, ctx, true, &c);
     if (rc == 0)
         rc = request(&c, "PATCH", path, body, &resp);
     if (rc == 0)
         rc = print_user(o, resp, "updated");
     goto done;
 oom:
-    errorf("out of memory");
-    rc = EXIT_SERVER;
+    rc = cli_oom();
 done:
     json_decref(resp);
     json_decref(body);
@@ -796,120 +574,38 @@ done:
 /* ---- login ------------------------------------------------------------------------------------
  */
 
-static int config_path(char *out, size_t len)
-{
-    const char *env = getenv("DROVER_CONFIG");
-    const char *home = getenv("HOME");
-    int n;
-    if (env != NULL && *env) {
-        n = snprintf(out, len, "%s", env);
-    } else if (home != NULL && *home) {
-        /* ~/.config and ~/.config/drover, private */
-        n = snprintf(out, len, "%s/.config", home);
-        if (n > 0 && (size_t)n < len && mkdir(out, 0700) < 0 && errno != EEXIST)
-            return -errno;
-        n = snprintf(out, len, "%s/.config/drover", home);
-        if (n > 0 && (size_t)n < len && mkdir(out, 0700) < 0 && errno != EEXIST)
-            return -errno;
-        n = snprintf(out, len, "%s%s", home, CONFIG_REL_PATH);
-    } else {
-        return -ENOENT;
-    }
-    return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
-}
-
-static int read_small(const char *path, cli_buf_t *b)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    char chunk[4096];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : 0;
-            break;
-        }
-        if ((rc = cli_buf_append(b, chunk, (size_t)n)) < 0)
-            break;
-    }
-    explicit_bzero(chunk, sizeof(chunk));
-    close(fd);
-    return rc;
-}
-
-static int write_file(const char *path, const char *data, size_t len)
-{
-    char tmp[4200];
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
-    int rc = 0;
-    while (rc == 0 && len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            rc = -errno;
-        else {
-            data += w;
-            len -= (size_t)w;
-        }
-    }
-    if (rc == 0 && fsync(fd) < 0)
-        rc = -errno;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp);
-    return rc;
-}
-
 /* Puts the token into the config file; *where gets its path. */
 static int save_token(const char *token, const char *server, char *where, size_t wlen)
 {
-    int rc = config_path(where, wlen);
+    int rc = cli_config_path(where, wlen, true);
     if (rc < 0)
         return rc;
     cli_buf_t old, out;
     cli_buf_init(&old, CONFIG_MAX);
     cli_buf_init(&out, CONFIG_MAX + 4096);
-    rc = read_small(where, &old);
+    rc = cli_read_path(where, &old);
+    if (rc == -ENOENT)
+        rc = 0;
     if (rc == 0)
         rc = cli_ops_config_with_token(old.data != NULL ? old.data : "", old.len, token, server,
                                        &out);
     if (rc == 0)
-        rc = write_file(where, out.data, out.len);
-    if (old.data != NULL)
-        explicit_bzero(old.data, old.len);
-    if (out.data != NULL)
-        explicit_bzero(out.data, out.len);
-    cli_buf_fini(&old);
-    cli_buf_fini(&out);
+        rc = cli_write_atomic(where, out.data, out.len, 0600);
+    cli_buf_wipe(&old);
+    cli_buf_wipe(&out);
     return rc;
 }
 
-static int login(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+static int login(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "login";
-    if (!util_id_valid(o->arg, strlen(o->arg)))
-        return bad_name(what, o->arg);
+    int rc = cli_check_id(what, "user name", o->arg);
+    if (rc != 0)
+        return rc;
     json_t *body = json_pack("{s:s}", "name", o->arg);
     json_t *resp = NULL;
-    int rc = EXIT_SERVER;
-    if (body == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (body == NULL)
+        return cli_oom();
     if ((rc = expires_arg(what, o, body)) != 0)
         goto done;
     char pw[PASSWORD_MAX + 2];
@@ -919,35 +615,28 @@ static int login(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
     json_t *s = json_stringn(pw, len);
     explicit_bzero(pw, sizeof(pw));
     if (s == NULL || json_object_set_new(body, "password", s) < 0) {
-        rc = usage(what, "the password is not valid UTF-8");
+        rc = cli_usage(what, "the password is not valid UTF-8");
         goto done;
     }
-    conn_t c;
-    if ((rc = connect(ctx, false, &c.http, &c.server)) != 0)
+    cli_conn_t c;
+    const char *tok = NULL;
+    if ((rc = post_for_token(connect, ctx, false, "/api/v1/login", body, &c, &resp, &tok)) != 0)
         goto done;
-    if ((rc = request(&c, "POST", "/api/v1/login", body, &resp)) != 0)
-        goto done;
-    const char *tok = token_of(resp);
-    if (tok == NULL) {
-        errorf("unexpected answer from the server: no token");
-        rc = EXIT_SERVER;
-        goto done;
-    }
     char until[CLI_TIME_MAX];
-    time_text(json_object_get(resp, "expires_at"), "never", until, sizeof(until));
-    char *role = field(resp, "role");
+    cli_time_cell(json_object_get(resp, "expires_at"), false, "never", until, sizeof(until));
+    char *role = cli_field_text(resp, "role");
     if (o->save) {
         char where[4096];
         int src = save_token(tok, c.server, where, sizeof(where));
         if (src < 0) {
-            errorf("cannot save the token in the config file: %s", strerror(-src));
+            cli_errorf("cannot save the token in the config file: %s", strerror(-src));
             rc = EXIT_USAGE;
         } else {
             fprintf(stderr, "drover: logged in as %s (role %s) until %s; token saved to %s\n",
                     o->arg, role ? role : "?", until, where);
         }
     } else if (o->json) {
-        rc = print_pretty(resp);
+        rc = cli_print_json(resp);
     } else {
         printf("%s\n", tok);
         fflush(stdout);
@@ -957,11 +646,7 @@ static int login(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
     }
     free(role);
 done:
-    if (resp != NULL) {
-        json_t *t = json_object_get(resp, "token");
-        if (json_is_string(t))
-            explicit_bzero((char *)json_string_value(t), json_string_length(t));
-    }
+    cli_json_wipe(resp, "token");
     json_decref(resp);
     json_decref(body);
     return rc;
@@ -970,25 +655,17 @@ done:
 /* ---- dispatch
  * ------------------------------------------------------------------------------------ */
 
-int cli_ops_run(const char *what, const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx)
+int cli_ops_run(const char *what, const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     static const struct {
-        const char *what;
-        bool needs_arg;
-        int (*fn)(const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx);
+        cli_subcmd_t name;
+        int (*fn)(const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx);
     } cmds[] = {
-        {"token create", true, token_create}, {"token list", false, token_list},
-        {"token rm", true, token_rm},         {"user add", true, user_add},
-        {"user list", false, user_list},      {"user rm", true, user_rm},
-        {"user set", true, user_set},         {"login", true, login},
+        {{"token create", true}, token_create}, {{"token list", false}, token_list},
+        {{"token rm", true}, token_rm},         {{"user add", true}, user_add},
+        {{"user list", false}, user_list},      {{"user rm", true}, user_rm},
+        {{"user set", true}, user_set},         {{"login", true}, login},
     };
-    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        if (strcmp(cmds[i].what, what) != 0)
-            continue;
-        if (cmds[i].needs_arg && o->arg == NULL)
-            return usage(what, "missing argument");
-        return cmds[i].fn(o, connect, ctx);
-    }
-    errorf("unknown command '%s'", what);
-    return EXIT_USAGE;
+    int i = cli_subcmd_find(cmds, ARRAY_SIZE(cmds), sizeof(cmds[0]), what, o->arg != NULL);
+    return i < 0 ? EXIT_USAGE : cmds[i].fn(o, connect, ctx);
 }

@@ -22,8 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli_http.h"
-#include "cli_util.h"
+#include "cli_common.h"
 
 typedef struct {
     const char *arg;        /* the NAME or ID positional, NULL for list commands */
@@ -35,17 +34,11 @@ typedef struct {
     bool json;
 } cli_ops_opts_t;
 
-/* Connects: with_token false for `login`, which needs none. On success
- * sets *http and *server (both owned by the caller of cli_ops_run) and
- * returns 0; otherwise returns an exit status, the reason printed. */
-typedef int (*cli_ops_connect_fn)(void *ctx, bool with_token, cli_http_t **http,
-                                  const char **server);
-
 /* what: the command path: "token create", "token list", "token rm",
  * "user add", "user list", "user rm", "user set" or "login". Returns the
  * exit status: 0 ok, 1 the server answered with an error, 2 the server
  * could not be reached, 64 a usage error. */
-int cli_ops_run(const char *what, const cli_ops_opts_t *o, cli_ops_connect_fn connect, void *ctx);
+int cli_ops_run(const char *what, const cli_ops_opts_t *o, cli_connect_fn connect, void *ctx);
 
 /* A lifetime: a positive whole number with an optional unit, s (the
  * default), m, h, d or w: "3600", "90m", "12h", "30d", "2w". At most ten

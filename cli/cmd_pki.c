@@ -2,10 +2,10 @@
  * drover enroll / cert / ca / device import|revoke / provision (see
  * cmd_pki.h).
  *
- * Requests go through one helper (request()) that turns a non-2xx answer
- * into "drover: <detail> (<status> <code>)" on stderr and exit status 1,
- * as the rest of the CLI does, and adds a hint about --cacert when an
- * https:// server's certificate could not be verified. Ids, names and
+ * Requests go through cli_request() (cli_common.c), which turns a non-2xx
+ * answer into "drover: <detail> (<status> <code>)" on stderr and exit
+ * status 1, as the rest of the CLI does, and here adds a hint about
+ * --cacert when an https:// server's certificate could not be verified. Ids, names and
  * serials from the command line are checked (the server's id rule) and
  * URL-escaped into paths. Everything the server sends that reaches the
  * terminal goes through cli_sanitize (no control characters), except PEM
@@ -23,68 +23,25 @@
  */
 #include "cmd_pki.h"
 
-#include "cli_util.h"
+#include "cli_common.h"
 #include "cmd_operators.h"
 
 #include "common/json.h"
 #include "common/util.h"
 
-#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#define EXIT_OK 0
-#define EXIT_SERVER 1
-#define EXIT_UNREACHABLE 2
-#define EXIT_USAGE 64
 
 #define CSR_MAX 16384                  /* the server's limit (src/api/pki.c) */
 #define IMPORT_MAX (16u * 1024 * 1024) /* above any sensible max_body */
 #define CLAIM_FILE_MAX 4096
-#define PATH_MAX_BYTES 1024
+#define PATH_MAX_BYTES 1024 /* a path with an id in it; --out FILE is below this */
 #define ENROLL_NAME_MAX 127 /* the server's limit (src/pki/pki.c) */
 #define SPEC_TAGS_MAX 64
-#define SECRET_MAX 256
-
-static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void errorf(const char *fmt, ...)
-{
-    va_list ap;
-    fflush(stdout);
-    fputs("drover: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static int usage(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage(const char *what, const char *fmt, ...)
-{
-    va_list ap;
-    fputs("drover: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun `drover help %s` for details.\n", what);
-    return EXIT_USAGE;
-}
-
-/* A command-line argument made safe to print in an error. */
-static const char *shown(const char *s, char *buf, size_t len)
-{
-    char *t = cli_sanitize(s, 40);
-    snprintf(buf, len, "%s", t ? t : "?");
-    free(t);
-    return buf;
-}
+#define SECRET_MAX 256 /* the longest claim token taken (cli_secret_of) */
 
 /* ---- pure helpers ------------------------------------------------------------ */
 
@@ -239,31 +196,18 @@ int cli_pki_enroll_spec(const char *name, const char *max_uses, int64_t expires_
     if (expires_s > 0 && json_object_set_new(spec, "expires_in_s", json_integer(expires_s)) < 0)
         goto oom;
     if (ntags > 0) {
-        t = json_object();
-        if (t == NULL)
+        size_t bad = 0, kl = 0;
+        int e = cli_tags_build(tags, ntags, &t, &bad);
+        if (e == -EINVAL)
+            snprintf(err, errlen, "--tag wants K=V");
+        else if (e == -EEXIST && cli_tag_split(tags[bad], &kl) == 0)
+            snprintf(err, errlen, "tag '%.*s' given twice", (int)(kl > 64 ? 64 : kl), tags[bad]);
+        else if (e == -EILSEQ)
+            snprintf(err, errlen, "a tag is not valid UTF-8");
+        if (e == -ENOMEM)
             goto oom;
-        for (size_t i = 0; i < ntags; i++) {
-            size_t kl;
-            if (cli_tag_split(tags[i], &kl) < 0) {
-                snprintf(err, errlen, "--tag wants K=V");
-                goto bad;
-            }
-            char *key = strndup(tags[i], kl);
-            if (key == NULL)
-                goto oom;
-            bool twice = json_object_get(t, key) != NULL;
-            json_t *v = twice ? NULL : json_string(tags[i] + kl + 1);
-            int set = v != NULL ? json_object_set_new(t, key, v) : -1;
-            free(key);
-            if (twice) {
-                snprintf(err, errlen, "tag '%.*s' given twice", (int)(kl > 64 ? 64 : kl), tags[i]);
-                goto bad;
-            }
-            if (set < 0) {
-                snprintf(err, errlen, "a tag is not valid UTF-8");
-                goto bad;
-            }
-        }
+        if (e < 0)
+            goto bad;
         if (json_object_set_new(spec, "tags", t) < 0) {
             t = NULL;
             goto oom;
@@ -288,36 +232,6 @@ bad:
 
 /* ---- files ---------------------------------------------------------------------- */
 
-/* A whole file ("-": stdin) into b. -errno, or -EFBIG past b's max. */
-static int read_input(const char *path, cli_buf_t *b)
-{
-    bool in = strcmp(path, "-") == 0;
-    int fd = in ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    char chunk[8192];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        if ((rc = cli_buf_append(b, chunk, (size_t)n)) < 0)
-            break;
-    }
-    if (rc == 0 && b->data == NULL)
-        rc = cli_buf_append(b, "", 0);
-    explicit_bzero(chunk, sizeof(chunk));
-    if (!in)
-        close(fd);
-    return rc;
-}
-
 /* data to path ("-": stdout) by way of path.tmp and rename. */
 static int write_output(const char *path, const char *data, size_t len)
 {
@@ -325,35 +239,9 @@ static int write_output(const char *path, const char *data, size_t len)
         fwrite(data, 1, len, stdout);
         return ferror(stdout) ? -EIO : 0;
     }
-    char tmp[PATH_MAX_BYTES + 8];
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
+    if (strlen(path) + sizeof(".tmp") > PATH_MAX_BYTES + 8) /* --out's own limit */
         return -ENAMETOOLONG;
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return -errno;
-    int rc = 0;
-    while (rc == 0 && len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = -errno;
-        } else {
-            data += w;
-            len -= (size_t)w;
-        }
-    }
-    if (rc == 0 && fsync(fd) < 0)
-        rc = -errno;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp);
-    return rc;
+    return cli_write_atomic(path, data, len, 0644);
 }
 
 /* The PEM block of a CSR file, as a new string (caller frees). Returns 0
@@ -363,200 +251,60 @@ static int read_csr(const char *what, const char *path, char **out)
     char sbuf[64];
     cli_buf_t b;
     cli_buf_init(&b, CSR_MAX * 4); /* room for an openssl -text dump */
-    int rc = read_input(path, &b);
+    int rc = cli_read_input(path, &b);
     if (rc < 0) {
         cli_buf_fini(&b);
-        if (rc == -ENOMEM) {
-            errorf("out of memory");
-            return EXIT_SERVER;
-        }
-        return usage(what, "cannot read the CSR from %s: %s", shown(path, sbuf, sizeof(sbuf)),
-                     rc == -EFBIG ? "file too large" : strerror(-rc));
+        if (rc == -ENOMEM)
+            return cli_oom();
+        return cli_usage(what, "cannot read the CSR from %s: %s",
+                         cli_shown(path, sbuf, sizeof(sbuf)),
+                         rc == -EFBIG ? "file too large" : strerror(-rc));
     }
     size_t off, len;
     if (cli_pki_pem_block(b.data, b.len, "CERTIFICATE REQUEST", true, &off, &len) < 0 &&
         cli_pki_pem_block(b.data, b.len, "NEW CERTIFICATE REQUEST", true, &off, &len) < 0) {
         cli_buf_fini(&b);
-        return usage(what,
-                     "%s is not a PEM certificate signing request (-----BEGIN CERTIFICATE "
-                     "REQUEST-----; make one with `openssl req -new -key KEY -subj /CN=ID`)",
-                     shown(path, sbuf, sizeof(sbuf)));
+        return cli_usage(what,
+                         "%s is not a PEM certificate signing request (-----BEGIN CERTIFICATE "
+                         "REQUEST-----; make one with `openssl req -new -key KEY -subj /CN=ID`)",
+                         cli_shown(path, sbuf, sizeof(sbuf)));
     }
     if (len > CSR_MAX) {
         cli_buf_fini(&b);
-        return usage(what, "the CSR in %s is larger than %d bytes", shown(path, sbuf, sizeof(sbuf)),
-                     CSR_MAX);
+        return cli_usage(what, "the CSR in %s is larger than %d bytes",
+                         cli_shown(path, sbuf, sizeof(sbuf)), CSR_MAX);
     }
     char *csr = strndup(b.data + off, len);
     cli_buf_fini(&b);
-    if (csr == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (csr == NULL)
+        return cli_oom();
     *out = csr;
     return 0;
 }
 
 /* ---- requests ------------------------------------------------------------------ */
 
-typedef struct {
-    cli_http_t *http;
-    const char *server;
-} conn_t;
-
-/* Wipes the string value of key in o: a secret an answer carried, or a
- * claim token a body did, before the JSON is freed. */
-static void wipe_key(json_t *o, const char *key)
+/* The connection with this family's wording of failures. */
+static int connect_pki(cli_connect_fn connect, void *ctx, bool with_token, cli_conn_t *c)
 {
-    json_t *v = json_object_get(o, key);
-    if (json_is_string(v))
-        explicit_bzero((char *)json_string_value(v), json_string_length(v));
-}
-
-/*
- * One request; body (may be NULL) is sent as ctype (NULL: JSON). On a 2xx
- * answer *out gets the parsed body (NULL when empty) and 0 is returned;
- * otherwise the failure is printed and the exit status returned. The
- * answer's raw bytes are wiped: they may hold a claim token or secrets.
- */
-static int request(const conn_t *c, const char *method, const char *path, const char *body,
-                   const char *ctype, json_t **out)
-{
-    char err[CLI_HTTP_ERR_MAX] = "";
-    cli_http_resp_t r;
-    cli_http_opts_t ho = {.content_type = ctype};
-    int rc = cli_http_request_opts(c->http, method, path, body, &ho, &r, err, sizeof(err));
-    if (rc == -EIO) {
-        char *s = cli_sanitize(c->server, 200);
-        bool tls = strncmp(c->server, "https://", 8) == 0 &&
-                   (strstr(err, "certificate") != NULL || strstr(err, "SSL") != NULL);
-        errorf("cannot reach server at %s: %s%s", s ? s : "?", err,
-               tls ? " (give the server's CA certificate with --cacert FILE or DROVER_CACERT)"
-                   : "");
-        free(s);
-        return EXIT_UNREACHABLE;
-    }
-    if (rc == -EFBIG) {
-        errorf("the server's response is larger than %u MiB; not read",
-               CLI_HTTP_BODY_MAX / (1024 * 1024));
-        return EXIT_SERVER;
-    }
-    if (rc < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    char perr[160] = "";
-    json_t *v = r.len > 0 ? json_util_parse(r.body, r.len, perr, sizeof(perr)) : NULL;
-    if (r.body != NULL) {
-        explicit_bzero(r.body, r.len);
-        free(r.body);
-    }
-    if (r.status >= 200 && r.status < 300) {
-        if (r.len > 0 && v == NULL) {
-            errorf("the server's answer is not JSON (%ld): %s", r.status, perr);
-            return EXIT_SERVER;
-        }
-        *out = v;
-        return 0;
-    }
-    const char *code = json_string_value(json_object_get(v, "error"));
-    const char *detail = json_string_value(json_object_get(v, "detail"));
-    if (code == NULL) {
-        errorf("the server answered %ld without a JSON error body", r.status);
-    } else {
-        char *d = cli_sanitize(detail ? detail : code, 300);
-        char *cd = cli_sanitize(code, 64);
-        errorf("%s (%ld %s)", d ? d : "request failed", r.status, cd ? cd : "-");
-        free(d);
-        free(cd);
-    }
-    json_decref(v);
-    return EXIT_SERVER;
-}
-
-/* As request(), with v (may be NULL) sent as JSON. */
-static int request_json(const conn_t *c, const char *method, const char *path, const json_t *v,
-                        json_t **out)
-{
-    char *text = NULL;
-    if (v != NULL && (text = json_util_dump(v)) == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    int rc = request(c, method, path, text, NULL, out);
-    if (text != NULL) {
-        explicit_bzero(text, strlen(text)); /* may hold a claim token */
-        free(text);
-    }
+    int rc = connect(ctx, with_token, c);
+    c->flags = CLI_REQ_TLS_HINT;
     return rc;
 }
 
-/* prefix + escaped(arg) + suffix into out. */
-static int make_path(const char *prefix, const char *arg, const char *suffix, char *out,
-                     size_t outlen)
+/* One request; body (may be NULL) is sent as ctype (NULL: JSON). */
+static int request(const cli_conn_t *c, const char *method, const char *path, const char *body,
+                   const char *ctype, json_t **out)
 {
-    char *e = curl_easy_escape(NULL, arg, (int)strnlen(arg, PATH_MAX_BYTES));
-    if (e == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    int n = snprintf(out, outlen, "%s%s%s", prefix, e, suffix ? suffix : "");
-    curl_free(e);
-    if (n < 0 || (size_t)n >= outlen) {
-        errorf("argument too long");
-        return EXIT_USAGE;
-    }
-    return 0;
+    cli_http_opts_t ho = {.content_type = ctype};
+    return cli_request(c, method, path, body, &ho, 0, out);
 }
 
-static int print_pretty(const json_t *v)
+/* As request(), with v (may be NULL) sent as JSON. */
+static int request_json(const cli_conn_t *c, const char *method, const char *path, const json_t *v,
+                        json_t **out)
 {
-    cli_buf_t b;
-    cli_buf_init(&b, SIZE_MAX / 2);
-    int rc = cli_json_pretty(v, &b);
-    if (rc == 0) {
-        fwrite(b.data, 1, b.len, stdout);
-        fputc('\n', stdout);
-    }
-    cli_buf_fini(&b);
-    if (rc < 0) {
-        errorf("cannot print the answer: %s", strerror(-rc));
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
-}
-
-static int unexpected(const char *what)
-{
-    errorf("unexpected answer from the server: %s", what);
-    return EXIT_SERVER;
-}
-
-static int oom(void)
-{
-    errorf("out of memory");
-    return EXIT_SERVER;
-}
-
-/* A field as safe text for a line or a cell ("" when absent); caller
- * frees. */
-static char *field(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    if (v == NULL)
-        return cli_sanitize("", 0);
-    if (json_is_string(v))
-        return cli_sanitize(json_string_value(v), 0);
-    char *t = cli_json_text(v);
-    char *s = t != NULL ? cli_sanitize(t, 0) : NULL;
-    free(t);
-    return s;
-}
-
-static void time_text(const json_t *v, const char *none, char *out, size_t len)
-{
-    if (!json_is_integer(v) || cli_format_time(json_integer_value(v), false, out, len) < 0)
-        snprintf(out, len, "%s", none);
+    return cli_request_json(c, method, path, v, NULL, 0, out);
 }
 
 /* "label  value" with value sanitized; NULL prints "-". */
@@ -565,20 +313,6 @@ static void print_kv(const char *label, const char *value)
     char *v = cli_sanitize(value != NULL && *value ? value : "-", 0);
     printf("%-13s %s\n", label, v ? v : "?");
     free(v);
-}
-
-/* A secret in an answer (claim token, device secret), checked: it goes to
- * a terminal. URL-safe base64 and '_' only. */
-static const char *secret_of(const json_t *o, const char *key)
-{
-    const char *t = json_string_value(json_object_get(o, key));
-    if (t == NULL || strlen(t) < 8 || strlen(t) > SECRET_MAX)
-        return NULL;
-    for (const char *p = t; *p; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '-'))
-            return NULL;
-    return t;
 }
 
 /* The PEM certificate under key, checked to be one clean block. */
@@ -598,27 +332,27 @@ static int emit_cert(const char *what, const cli_pki_opts_t *o, const json_t *an
     char sbuf[64];
     const char *pem = cert_of(ans, key);
     if (pem == NULL)
-        return unexpected("no PEM certificate");
+        return cli_unexpected("no PEM certificate");
     size_t len = strlen(pem);
     bool nl = len > 0 && pem[len - 1] == '\n';
     if (o->out != NULL && strcmp(o->out, "-") != 0) {
         char *text = malloc(len + 2);
         if (text == NULL)
-            return oom();
+            return cli_oom();
         memcpy(text, pem, len);
         if (!nl)
             text[len++] = '\n';
         int rc = write_output(o->out, text, len);
         free(text);
         if (rc < 0) {
-            errorf("cannot write %s: %s", shown(o->out, sbuf, sizeof(sbuf)), strerror(-rc));
+            cli_errorf("cannot write %s: %s", cli_shown(o->out, sbuf, sizeof(sbuf)), strerror(-rc));
             return EXIT_USAGE;
         }
         if (o->json)
-            return print_pretty(ans);
+            return cli_print_json(ans);
         char until[CLI_TIME_MAX];
-        time_text(json_object_get(ans, "not_after"), "-", until, sizeof(until));
-        char *serial = field(ans, "serial"), *file = cli_sanitize(o->out, 0);
+        cli_time_cell(json_object_get(ans, "not_after"), false, "-", until, sizeof(until));
+        char *serial = cli_field_text(ans, "serial"), *file = cli_sanitize(o->out, 0);
         if (serial != NULL && *serial != '\0')
             printf("wrote certificate %s (valid until %s) to %s\n", serial ? serial : "?", until,
                    file ? file : "?");
@@ -630,62 +364,53 @@ static int emit_cert(const char *what, const cli_pki_opts_t *o, const json_t *an
         return EXIT_OK;
     }
     if (o->json)
-        return print_pretty(ans);
+        return cli_print_json(ans);
     fputs(pem, stdout);
     if (!nl)
         fputc('\n', stdout);
     return EXIT_OK;
 }
 
-/* ---- argument checks ------------------------------------------------------------ */
-
-static int check_id(const char *what, const char *kind, const char *id)
-{
-    char sbuf[64];
-    if (id != NULL && util_id_valid(id, strlen(id)))
-        return 0;
-    return usage(what, "invalid %s '%s': 1 to 64 characters of A-Z a-z 0-9 . _ -", kind,
-                 shown(id ? id : "", sbuf, sizeof(sbuf)));
-}
-
 /* ---- enroll -------------------------------------------------------------------- */
 
-static int enroll_create(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int enroll_create(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "enroll create";
     char err[200], sbuf[64];
     int64_t expires = 0;
     if (o->expires_in != NULL &&
         (cli_ops_parse_duration(o->expires_in, &expires) < 0 || expires < 60))
-        return usage(what,
-                     "--expires-in wants a lifetime from 60s to 10 years: N followed by s, m, "
-                     "h, d or w (e.g. 12h, 30d); got '%s'",
-                     shown(o->expires_in, sbuf, sizeof(sbuf)));
+        return cli_usage(what,
+                         "--expires-in wants a lifetime from 60s to 10 years: N followed by s, m, "
+                         "h, d or w (e.g. 12h, 30d); got '%s'",
+                         cli_shown(o->expires_in, sbuf, sizeof(sbuf)));
     json_t *spec = NULL, *resp = NULL;
     int rc = cli_pki_enroll_spec(o->arg, o->max_uses, expires, o->tags, o->ntags, o->group,
                                  o->desired, &spec, err, sizeof(err));
     if (rc == -EINVAL)
-        return usage(what, "%s", err);
+        return cli_usage(what, "%s", err);
     if (rc < 0)
-        return oom();
-    conn_t c;
-    rc = connect(ctx, true, &c.http, &c.server);
+        return cli_oom();
+    cli_conn_t c;
+    rc = connect_pki(connect, ctx, true, &c);
     if (rc == 0)
         rc = request_json(&c, "POST", "/api/v1/enrollments", spec, &resp);
     json_decref(spec);
     if (rc != 0)
         return rc;
-    const char *tok = secret_of(resp, "claim_token");
+    const char *tok = cli_secret_of(resp, "claim_token");
     if (tok == NULL || json_string_value(json_object_get(resp, "id")) == NULL) {
         json_decref(resp);
-        return unexpected("no enrollment id or claim token");
+        return cli_unexpected("no enrollment id or claim token");
     }
     if (o->json) {
-        rc = print_pretty(resp);
+        rc = cli_print_json(resp);
     } else {
         char expires_at[CLI_TIME_MAX];
-        time_text(json_object_get(resp, "expires_at"), "never", expires_at, sizeof(expires_at));
-        char *id = field(resp, "id"), *name = field(resp, "name"), *uses = field(resp, "max_uses");
+        cli_time_cell(json_object_get(resp, "expires_at"), false, "never", expires_at,
+                      sizeof(expires_at));
+        char *id = cli_field_text(resp, "id"), *name = cli_field_text(resp, "name"),
+             *uses = cli_field_text(resp, "max_uses");
         print_kv("id:", id);
         print_kv("name:", name);
         print_kv("max uses:", uses);
@@ -695,136 +420,81 @@ static int enroll_create(const cli_pki_opts_t *o, cli_pki_connect_fn connect, vo
         free(name);
         free(uses);
     }
-    fflush(stdout);
-    fputs("drover: warning: the claim token is shown only once; store it now\n", stderr);
-    wipe_key(resp, "claim_token");
+    cli_warn_shown_once("claim token");
+    cli_json_wipe(resp, "claim_token");
     json_decref(resp);
     return rc;
 }
 
-static int enroll_list(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int enroll_row(cli_table_t *t, const json_t *v, void *arg)
 {
-    conn_t c;
-    json_t *resp = NULL;
-    int rc = connect(ctx, true, &c.http, &c.server);
+    (void)arg;
+    char created[CLI_TIME_MAX], expires[CLI_TIME_MAX], uses[64];
+    cli_time_cell(json_object_get(v, "created_at"), false, "-", created, sizeof(created));
+    cli_time_cell(json_object_get(v, "expires_at"), false, "never", expires, sizeof(expires));
+    snprintf(uses, sizeof(uses), "%lld/%lld",
+             (long long)json_integer_value(json_object_get(v, "uses")),
+             (long long)json_integer_value(json_object_get(v, "max_uses")));
+    char *id = cli_field_text(v, "id"), *name = cli_field_text(v, "name"),
+         *state = cli_field_text(v, "state"), *grp = cli_field_text(v, "group");
+    const char *row[] = {id, name, state, uses, grp, expires, created};
+    int rc = cli_table_add(t, row);
+    free(id);
+    free(name);
+    free(state);
+    free(grp);
+    return rc;
+}
+
+static int enroll_list(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
+{
+    static const char *const head[] = {"ID",    "NAME",    "STATE",  "USES",
+                                       "GROUP", "EXPIRES", "CREATED"};
+    const cli_rows_t rows = {.key = "enrollments",
+                             .ncols = 7,
+                             .header = head,
+                             .row = enroll_row,
+                             .none = "no enrollments"};
+    cli_conn_t c;
+    int rc = connect_pki(connect, ctx, true, &c);
     if (rc == 0)
-        rc = request(&c, "GET", "/api/v1/enrollments", NULL, NULL, &resp);
-    if (rc != 0)
-        return rc;
-    const json_t *list = json_object_get(resp, "enrollments");
-    if (!json_is_array(list)) {
-        json_decref(resp);
-        return unexpected("no enrollment list");
-    }
-    if (o->json) {
-        rc = print_pretty(resp);
-        json_decref(resp);
-        return rc;
-    }
-    if (json_array_size(list) == 0) {
-        json_decref(resp);
-        fputs("drover: no enrollments\n", stderr);
-        return EXIT_OK;
-    }
-    cli_table_t t;
-    int e = cli_table_init(&t, 7);
-    const char *head[] = {"ID", "NAME", "STATE", "USES", "GROUP", "EXPIRES", "CREATED"};
-    if (e == 0)
-        e = cli_table_add(&t, head);
-    size_t i;
-    const json_t *v;
-    json_array_foreach(list, i, v)
-    {
-        if (e < 0)
-            break;
-        char created[CLI_TIME_MAX], expires[CLI_TIME_MAX], uses[64];
-        time_text(json_object_get(v, "created_at"), "-", created, sizeof(created));
-        time_text(json_object_get(v, "expires_at"), "never", expires, sizeof(expires));
-        snprintf(uses, sizeof(uses), "%lld/%lld",
-                 (long long)json_integer_value(json_object_get(v, "uses")),
-                 (long long)json_integer_value(json_object_get(v, "max_uses")));
-        char *id = field(v, "id"), *name = field(v, "name"), *state = field(v, "state"),
-             *grp = field(v, "group");
-        const char *row[] = {id, name, state, uses, grp, expires, created};
-        e = cli_table_add(&t, row);
-        free(id);
-        free(name);
-        free(state);
-        free(grp);
-    }
-    if (e == 0)
-        cli_table_print(&t, stdout);
-    cli_table_fini(&t);
-    json_decref(resp);
-    return e < 0 ? oom() : EXIT_OK;
+        rc = cli_list(&c, "/api/v1/enrollments", "no enrollment list", o->json, &rows);
+    return rc;
 }
 
-/* "k=v, k2=v2" of an object of scalars; caller frees. */
-static char *pairs_text(const json_t *obj)
-{
-    cli_buf_t b;
-    cli_buf_init(&b, 64 * 1024);
-    int rc = cli_buf_append(&b, "", 0);
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        char *t = cli_json_text(v);
-        if (t == NULL) {
-            rc = -ENOMEM;
-            break;
-        }
-        if (rc == 0 && b.len > 0)
-            rc = cli_buf_puts(&b, ", ");
-        if (rc == 0)
-            rc = cli_buf_puts(&b, k);
-        if (rc == 0)
-            rc = cli_buf_puts(&b, "=");
-        if (rc == 0)
-            rc = cli_buf_puts(&b, t);
-        free(t);
-        if (rc < 0)
-            break;
-    }
-    if (rc < 0) {
-        cli_buf_fini(&b);
-        return NULL;
-    }
-    return b.data;
-}
-
-static int enroll_show(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int enroll_show(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "enroll show";
     char path[PATH_MAX_BYTES];
-    int rc = check_id(what, "enrollment id", o->arg);
+    int rc = cli_check_id(what, "enrollment id", o->arg);
     if (rc == 0)
-        rc = make_path("/api/v1/enrollments/", o->arg, NULL, path, sizeof(path));
-    conn_t c;
+        rc = cli_make_path("/api/v1/enrollments/", o->arg, NULL, path, sizeof(path));
+    cli_conn_t c;
     json_t *e = NULL;
     if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
+        rc = connect_pki(connect, ctx, true, &c);
     if (rc == 0)
         rc = request(&c, "GET", path, NULL, NULL, &e);
     if (rc != 0)
         return rc;
     if (!json_is_object(e) || json_object_get(e, "id") == NULL) {
         json_decref(e);
-        return unexpected("not an enrollment");
+        return cli_unexpected("not an enrollment");
     }
     if (o->json) {
-        rc = print_pretty(e);
+        rc = cli_print_json(e);
         json_decref(e);
         return rc;
     }
     char created[CLI_TIME_MAX], expires[CLI_TIME_MAX], uses[64];
-    time_text(json_object_get(e, "created_at"), "-", created, sizeof(created));
-    time_text(json_object_get(e, "expires_at"), "never", expires, sizeof(expires));
+    cli_time_cell(json_object_get(e, "created_at"), false, "-", created, sizeof(created));
+    cli_time_cell(json_object_get(e, "expires_at"), false, "never", expires, sizeof(expires));
     snprintf(uses, sizeof(uses), "%lld of %lld",
              (long long)json_integer_value(json_object_get(e, "uses")),
              (long long)json_integer_value(json_object_get(e, "max_uses")));
-    char *id = field(e, "id"), *name = field(e, "name"), *state = field(e, "state"),
-         *grp = field(e, "group"), *tags = pairs_text(json_object_get(e, "tags"));
+    char *id = cli_field_text(e, "id"), *name = cli_field_text(e, "name"),
+         *state = cli_field_text(e, "state"), *grp = cli_field_text(e, "group"),
+         *tags = cli_pairs_text(json_object_get(e, "tags"), ", ", 64 * 1024);
     json_t *d = json_object_get(e, "desired");
     char *desired = json_object_size(d) > 0 ? cli_json_text(d) : NULL;
     print_kv("id:", id);
@@ -846,48 +516,61 @@ static int enroll_show(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void
     return EXIT_OK;
 }
 
-static int enroll_revoke(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+/* What revoking one thing takes: POST <prefix>ID/revoke, then
+ * "revoked <noun> ID<tail>". */
+typedef struct {
+    const char *what, *kind, *prefix, *noun, *tail;
+} revoke_t;
+
+static int post_revoke(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx,
+                       const revoke_t *r)
 {
     char path[PATH_MAX_BYTES];
-    int rc = check_id("enroll revoke", "enrollment id", o->arg);
+    int rc = cli_check_id(r->what, r->kind, o->arg);
     if (rc == 0)
-        rc = make_path("/api/v1/enrollments/", o->arg, "/revoke", path, sizeof(path));
-    conn_t c;
+        rc = cli_make_path(r->prefix, o->arg, "/revoke", path, sizeof(path));
+    cli_conn_t c;
     json_t *resp = NULL;
     if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
+        rc = connect_pki(connect, ctx, true, &c);
     if (rc == 0)
         rc = request(&c, "POST", path, NULL, NULL, &resp);
     if (rc == 0 && o->json)
-        rc = print_pretty(resp);
+        rc = cli_print_json(resp);
     else if (rc == 0)
-        printf("revoked enrollment %s: its claim token no longer provisions devices\n", o->arg);
+        printf("revoked %s %s%s\n", r->noun, o->arg, r->tail);
     json_decref(resp);
     return rc;
 }
 
+static int enroll_revoke(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
+{
+    static const revoke_t r = {"enroll revoke", "enrollment id", "/api/v1/enrollments/",
+                               "enrollment", ": its claim token no longer provisions devices"};
+    return post_revoke(o, connect, ctx, &r);
+}
 /* ---- cert and ca ----------------------------------------------------------------- */
 
-static int cert_issue(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int cert_issue(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "cert issue";
     char path[PATH_MAX_BYTES];
     char *csr = NULL;
     json_t *body = NULL, *resp = NULL;
-    int rc = check_id(what, "device id", o->arg);
+    int rc = cli_check_id(what, "device id", o->arg);
     if (rc != 0)
         return rc;
     if (o->csr == NULL)
-        return usage(what, "--csr FILE is required: the device's certificate signing request");
+        return cli_usage(what, "--csr FILE is required: the device's certificate signing request");
     if ((rc = read_csr(what, o->csr, &csr)) != 0)
         return rc;
-    rc = make_path("/api/v1/devices/", o->arg, "/certificates", path, sizeof(path));
+    rc = cli_make_path("/api/v1/devices/", o->arg, "/certificates", path, sizeof(path));
     if (rc == 0 && (body = json_pack("{s:s}", "csr", csr)) == NULL)
-        rc = oom();
+        rc = cli_oom();
     free(csr);
-    conn_t c;
+    cli_conn_t c;
     if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
+        rc = connect_pki(connect, ctx, true, &c);
     if (rc == 0)
         rc = request_json(&c, "POST", path, body, &resp);
     if (rc == 0)
@@ -909,88 +592,53 @@ static const char *cert_state(const json_t *c, int64_t now)
     return "valid";
 }
 
-static int cert_list(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int cert_row(cli_table_t *t, const json_t *v, void *arg)
 {
-    char path[PATH_MAX_BYTES];
-    int rc = check_id("cert list", "device id", o->arg);
-    if (rc == 0)
-        rc = make_path("/api/v1/devices/", o->arg, "/certificates", path, sizeof(path));
-    conn_t c;
-    json_t *resp = NULL;
-    if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
-    if (rc == 0)
-        rc = request(&c, "GET", path, NULL, NULL, &resp);
-    if (rc != 0)
-        return rc;
-    const json_t *list = json_object_get(resp, "certificates");
-    if (!json_is_array(list)) {
-        json_decref(resp);
-        return unexpected("no certificate list");
-    }
-    if (o->json) {
-        rc = print_pretty(resp);
-        json_decref(resp);
-        return rc;
-    }
-    if (json_array_size(list) == 0) {
-        json_decref(resp);
-        fprintf(stderr, "drover: device %s has no certificates\n", o->arg);
-        return EXIT_OK;
-    }
-    int64_t now = util_now_ms();
-    cli_table_t t;
-    int e = cli_table_init(&t, 5);
-    const char *head[] = {"SERIAL", "STATE", "NOT BEFORE", "NOT AFTER", "REVOKED"};
-    if (e == 0)
-        e = cli_table_add(&t, head);
-    size_t i;
-    const json_t *v;
-    json_array_foreach(list, i, v)
-    {
-        if (e < 0)
-            break;
-        char nb[CLI_TIME_MAX], na[CLI_TIME_MAX], rv[CLI_TIME_MAX];
-        time_text(json_object_get(v, "not_before"), "-", nb, sizeof(nb));
-        time_text(json_object_get(v, "not_after"), "-", na, sizeof(na));
-        time_text(json_object_get(v, "revoked_at"), "-", rv, sizeof(rv));
-        char *serial = field(v, "serial");
-        const char *row[] = {serial, cert_state(v, now), nb, na, rv};
-        e = cli_table_add(&t, row);
-        free(serial);
-    }
-    if (e == 0)
-        cli_table_print(&t, stdout);
-    cli_table_fini(&t);
-    json_decref(resp);
-    return e < 0 ? oom() : EXIT_OK;
-}
-
-static int cert_revoke(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
-{
-    char path[PATH_MAX_BYTES];
-    int rc = check_id("cert revoke", "serial", o->arg);
-    if (rc == 0)
-        rc = make_path("/api/v1/certificates/", o->arg, "/revoke", path, sizeof(path));
-    conn_t c;
-    json_t *resp = NULL;
-    if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
-    if (rc == 0)
-        rc = request(&c, "POST", path, NULL, NULL, &resp);
-    if (rc == 0 && o->json)
-        rc = print_pretty(resp);
-    else if (rc == 0)
-        printf("revoked certificate %s\n", o->arg);
-    json_decref(resp);
+    const int64_t *now = arg;
+    char nb[CLI_TIME_MAX], na[CLI_TIME_MAX], rv[CLI_TIME_MAX];
+    cli_time_cell(json_object_get(v, "not_before"), false, "-", nb, sizeof(nb));
+    cli_time_cell(json_object_get(v, "not_after"), false, "-", na, sizeof(na));
+    cli_time_cell(json_object_get(v, "revoked_at"), false, "-", rv, sizeof(rv));
+    char *serial = cli_field_text(v, "serial");
+    const char *row[] = {serial, cert_state(v, *now), nb, na, rv};
+    int rc = cli_table_add(t, row);
+    free(serial);
     return rc;
 }
 
-static int ca_get(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int cert_list(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
-    conn_t c;
+    static const char *const head[] = {"SERIAL", "STATE", "NOT BEFORE", "NOT AFTER", "REVOKED"};
+    char path[PATH_MAX_BYTES], none[128];
+    int64_t now = util_now_ms();
+    snprintf(none, sizeof(none), "device %s has no certificates", o->arg);
+    const cli_rows_t rows = {.key = "certificates",
+                             .ncols = 5,
+                             .header = head,
+                             .row = cert_row,
+                             .arg = &now,
+                             .none = none};
+    int rc = cli_check_id("cert list", "device id", o->arg);
+    if (rc == 0)
+        rc = cli_make_path("/api/v1/devices/", o->arg, "/certificates", path, sizeof(path));
+    cli_conn_t c;
+    if (rc == 0)
+        rc = connect_pki(connect, ctx, true, &c);
+    if (rc == 0)
+        rc = cli_list(&c, path, "no certificate list", o->json, &rows);
+    return rc;
+}
+
+static int cert_revoke(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
+{
+    static const revoke_t r = {"cert revoke", "serial", "/api/v1/certificates/", "certificate", ""};
+    return post_revoke(o, connect, ctx, &r);
+}
+static int ca_get(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
+{
+    cli_conn_t c;
     json_t *resp = NULL;
-    int rc = connect(ctx, false, &c.http, &c.server);
+    int rc = connect_pki(connect, ctx, false, &c);
     if (rc == 0)
         rc = request(&c, "GET", "/api/v1/ca", NULL, NULL, &resp);
     if (rc == 0)
@@ -1001,41 +649,41 @@ static int ca_get(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx
 
 /* ---- device import / revoke ---------------------------------------------------------- */
 
-static int device_import(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int device_import(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "device import";
     char sbuf[64];
     const char *ctype = NULL;
     int rc = cli_pki_import_type(o->arg, o->format, &ctype);
     if (rc == -EINVAL)
-        return usage(what, "--format wants csv or jsonl, got '%s'",
-                     shown(o->format, sbuf, sizeof(sbuf)));
+        return cli_usage(what, "--format wants csv or jsonl, got '%s'",
+                         cli_shown(o->format, sbuf, sizeof(sbuf)));
     if (rc < 0)
-        return usage(what,
-                     "cannot tell the format of %s from its name: give --format csv or "
-                     "--format jsonl",
-                     shown(o->arg, sbuf, sizeof(sbuf)));
+        return cli_usage(what,
+                         "cannot tell the format of %s from its name: give --format csv or "
+                         "--format jsonl",
+                         cli_shown(o->arg, sbuf, sizeof(sbuf)));
     cli_buf_t b;
     cli_buf_init(&b, IMPORT_MAX);
-    rc = read_input(o->arg, &b);
+    rc = cli_read_input(o->arg, &b);
     if (rc == -ENOMEM) {
         cli_buf_fini(&b);
-        return oom();
+        return cli_oom();
     }
     if (rc < 0) {
         cli_buf_fini(&b);
-        return usage(what, "cannot read %s: %s", shown(o->arg, sbuf, sizeof(sbuf)),
-                     rc == -EFBIG ? "larger than 16 MiB" : strerror(-rc));
+        return cli_usage(what, "cannot read %s: %s", cli_shown(o->arg, sbuf, sizeof(sbuf)),
+                         rc == -EFBIG ? "larger than 16 MiB" : strerror(-rc));
     }
     if (strlen(b.data) != b.len || b.len == 0 || b.data[strspn(b.data, " \t\r\n")] == '\0') {
         bool nul = strlen(b.data) != b.len;
         cli_buf_fini(&b);
-        return usage(what, "%s %s", shown(o->arg, sbuf, sizeof(sbuf)),
-                     nul ? "holds a NUL byte" : "holds no devices");
+        return cli_usage(what, "%s %s", cli_shown(o->arg, sbuf, sizeof(sbuf)),
+                         nul ? "holds a NUL byte" : "holds no devices");
     }
-    conn_t c;
+    cli_conn_t c;
     json_t *resp = NULL;
-    rc = connect(ctx, true, &c.http, &c.server);
+    rc = connect_pki(connect, ctx, true, &c);
     if (rc == 0)
         rc = request(&c, "POST", "/api/v1/devices:import", b.data, ctype, &resp);
     cli_buf_fini(&b);
@@ -1048,14 +696,14 @@ static int device_import(const cli_pki_opts_t *o, cli_pki_connect_fn connect, vo
     json_array_foreach(devs, i, v)
     {
         ok = ok && json_string_value(json_object_get(v, "id")) != NULL &&
-             secret_of(v, "secret") != NULL;
+             cli_secret_of(v, "secret") != NULL;
     }
     if (!ok) {
         json_decref(resp);
-        return unexpected("no devices with their secrets");
+        return cli_unexpected("no devices with their secrets");
     }
     if (o->json) {
-        rc = print_pretty(resp);
+        rc = cli_print_json(resp);
     } else {
         cli_table_t t;
         int e = cli_table_init(&t, 2);
@@ -1065,7 +713,7 @@ static int device_import(const cli_pki_opts_t *o, cli_pki_connect_fn connect, vo
         json_array_foreach(devs, i, v)
         {
             const char *row[] = {json_string_value(json_object_get(v, "id")),
-                                 secret_of(v, "secret")};
+                                 cli_secret_of(v, "secret")};
             if (e == 0)
                 e = cli_table_add(&t, row);
         }
@@ -1076,7 +724,7 @@ static int device_import(const cli_pki_opts_t *o, cli_pki_connect_fn connect, vo
             if (t.cells != NULL && t.cells[k] != NULL)
                 explicit_bzero(t.cells[k], strlen(t.cells[k]));
         cli_table_fini(&t);
-        rc = e < 0 ? oom() : EXIT_OK;
+        rc = e < 0 ? cli_oom() : EXIT_OK;
     }
     fflush(stdout);
     fprintf(stderr,
@@ -1085,32 +733,18 @@ static int device_import(const cli_pki_opts_t *o, cli_pki_connect_fn connect, vo
             json_array_size(devs));
     json_array_foreach(devs, i, v)
     {
-        wipe_key((json_t *)v, "secret");
+        cli_json_wipe((json_t *)v, "secret");
     }
     json_decref(resp);
     return rc;
 }
 
-static int device_revoke(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int device_revoke(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
-    char path[PATH_MAX_BYTES];
-    int rc = check_id("device revoke", "device id", o->arg);
-    if (rc == 0)
-        rc = make_path("/api/v1/devices/", o->arg, "/revoke", path, sizeof(path));
-    conn_t c;
-    json_t *resp = NULL;
-    if (rc == 0)
-        rc = connect(ctx, true, &c.http, &c.server);
-    if (rc == 0)
-        rc = request(&c, "POST", path, NULL, NULL, &resp);
-    if (rc == 0 && o->json)
-        rc = print_pretty(resp);
-    else if (rc == 0)
-        printf("revoked device %s: its secret and certificates no longer work\n", o->arg);
-    json_decref(resp);
-    return rc;
+    static const revoke_t r = {"device revoke", "device id", "/api/v1/devices/", "device",
+                               ": its secret and certificates no longer work"};
+    return post_revoke(o, connect, ctx, &r);
 }
-
 /* ---- provision ------------------------------------------------------------------------- */
 
 /* The claim token: T itself, or the first line of FILE for @FILE (so it
@@ -1123,12 +757,12 @@ static int claim_arg(const char *what, const char *arg, char *buf, size_t cap)
     cli_buf_t b;
     cli_buf_init(&b, CLAIM_FILE_MAX);
     if (arg[0] == '@') {
-        int rc = read_input(arg + 1, &b);
+        int rc = cli_read_input(arg + 1, &b);
         if (rc < 0) {
             cli_buf_fini(&b);
-            return usage(what, "cannot read the claim token from %s: %s",
-                         shown(arg + 1, sbuf, sizeof(sbuf)),
-                         rc == -EFBIG ? "file too large" : strerror(-rc));
+            return cli_usage(what, "cannot read the claim token from %s: %s",
+                             cli_shown(arg + 1, sbuf, sizeof(sbuf)),
+                             rc == -EFBIG ? "file too large" : strerror(-rc));
         }
         t = b.data;
         n = strcspn(t, "\r\n");
@@ -1144,52 +778,50 @@ static int claim_arg(const char *what, const char *arg, char *buf, size_t cap)
         memcpy(buf, t, n);
         buf[n] = '\0';
     }
-    if (b.data != NULL)
-        explicit_bzero(b.data, b.len);
-    cli_buf_fini(&b);
+    cli_buf_wipe(&b);
     if (!ok)
-        return usage(what, "the claim token is empty, too long or has spaces or control "
-                           "characters");
+        return cli_usage(what, "the claim token is empty, too long or has spaces or control "
+                               "characters");
     return 0;
 }
 
-static int provision(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+static int provision(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     const char *what = "provision";
     char token[SECRET_MAX + 1];
     char *csr = NULL;
     json_t *body = NULL, *resp = NULL;
     if (o->claim_token == NULL)
-        return usage(what, "--claim-token is required (from `drover enroll create`)");
+        return cli_usage(what, "--claim-token is required (from `drover enroll create`)");
     if (o->id == NULL)
-        return usage(what, "--id ID is required: the new device's id");
-    int rc = check_id(what, "device id", o->id);
+        return cli_usage(what, "--id ID is required: the new device's id");
+    int rc = cli_check_id(what, "device id", o->id);
     if (rc != 0)
         return rc;
     if (o->csr == NULL)
-        return usage(what, "--csr FILE is required: a CSR with CN = the device id");
+        return cli_usage(what, "--csr FILE is required: a CSR with CN = the device id");
     if ((rc = claim_arg(what, o->claim_token, token, sizeof(token))) != 0)
         return rc;
     rc = read_csr(what, o->csr, &csr);
     if (rc == 0) {
         body = json_pack("{s:s, s:s, s:s}", "claim_token", token, "id", o->id, "csr", csr);
         if (body == NULL)
-            rc = oom();
+            rc = cli_oom();
     }
     explicit_bzero(token, sizeof(token));
     free(csr);
-    conn_t c;
+    cli_conn_t c;
     if (rc == 0)
-        rc = connect(ctx, false, &c.http, &c.server);
+        rc = connect_pki(connect, ctx, false, &c);
     if (rc == 0)
         rc = request_json(&c, "POST", "/api/v1/provision", body, &resp);
     if (body != NULL)
-        wipe_key(body, "claim_token");
+        cli_json_wipe(body, "claim_token");
     json_decref(body);
     if (rc == 0)
         rc = emit_cert(what, o, resp, "certificate");
     if (rc == 0 && !o->json && (o->out == NULL || strcmp(o->out, "-") == 0)) {
-        char *id = field(resp, "id"), *serial = field(resp, "serial");
+        char *id = cli_field_text(resp, "id"), *serial = cli_field_text(resp, "serial");
         fflush(stdout);
         fprintf(stderr, "drover: provisioned device %s (certificate %s)\n", id ? id : "?",
                 serial ? serial : "?");
@@ -1202,27 +834,19 @@ static int provision(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
-int cli_pki_run(const char *what, const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx)
+int cli_pki_run(const char *what, const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx)
 {
     static const struct {
-        const char *what;
-        bool needs_arg;
-        int (*fn)(const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx);
+        cli_subcmd_t name;
+        int (*fn)(const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx);
     } cmds[] = {
-        {"enroll create", true, enroll_create}, {"enroll list", false, enroll_list},
-        {"enroll show", true, enroll_show},     {"enroll revoke", true, enroll_revoke},
-        {"cert issue", true, cert_issue},       {"cert list", true, cert_list},
-        {"cert revoke", true, cert_revoke},     {"ca", false, ca_get},
-        {"device import", true, device_import}, {"device revoke", true, device_revoke},
-        {"provision", false, provision},
+        {{"enroll create", true}, enroll_create}, {{"enroll list", false}, enroll_list},
+        {{"enroll show", true}, enroll_show},     {{"enroll revoke", true}, enroll_revoke},
+        {{"cert issue", true}, cert_issue},       {{"cert list", true}, cert_list},
+        {{"cert revoke", true}, cert_revoke},     {{"ca", false}, ca_get},
+        {{"device import", true}, device_import}, {{"device revoke", true}, device_revoke},
+        {{"provision", false}, provision},
     };
-    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        if (strcmp(cmds[i].what, what) != 0)
-            continue;
-        if (cmds[i].needs_arg && o->arg == NULL)
-            return usage(what, "missing argument");
-        return cmds[i].fn(o, connect, ctx);
-    }
-    errorf("unknown command '%s'", what);
-    return EXIT_USAGE;
+    int i = cli_subcmd_find(cmds, ARRAY_SIZE(cmds), sizeof(cmds[0]), what, o->arg != NULL);
+    return i < 0 ? EXIT_USAGE : cmds[i].fn(o, connect, ctx);
 }

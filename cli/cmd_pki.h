@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli_http.h"
+#include "cli_common.h"
 
 typedef struct {
     const char *arg;         /* the NAME / ID / DEVICE / SERIAL / FILE positional, or NULL */
@@ -43,19 +43,12 @@ typedef struct {
     bool json;
 } cli_pki_opts_t;
 
-/* Connects: with_token false for the public routes (`ca`, `provision`).
- * On success sets *http and *server (both owned by the caller of
- * cli_pki_run) and returns 0; otherwise returns an exit status, the
- * reason printed. */
-typedef int (*cli_pki_connect_fn)(void *ctx, bool with_token, cli_http_t **http,
-                                  const char **server);
-
 /* what: the command path: "enroll create", "enroll list", "enroll show",
  * "enroll revoke", "cert issue", "cert list", "cert revoke", "ca",
  * "device import", "device revoke" or "provision". Returns the exit
  * status: 0 ok, 1 the server answered with an error, 2 the server could
  * not be reached, 64 a usage error. */
-int cli_pki_run(const char *what, const cli_pki_opts_t *o, cli_pki_connect_fn connect, void *ctx);
+int cli_pki_run(const char *what, const cli_pki_opts_t *o, cli_connect_fn connect, void *ctx);
 
 /* ---- pure helpers ---------------------------------------------------------- */
 

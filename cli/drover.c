@@ -30,11 +30,11 @@
  * with GET /jobs/ID?limit=1 every 0.25 s rising to 1 s. A bare --wait has
  * no deadline of its own: the server ends every command by its expiry.
  *
- * Single-threaded; one libcurl handle per run (cli_http.c), pure helpers in
- * cli_util.c.
+ * Single-threaded; one libcurl handle per run (cli_http.c); the request,
+ * paging, table and file helpers every command family shares are in
+ * cli_common.c, the pure ones in cli_util.c.
  */
-#include "cli_http.h"
-#include "cli_util.h"
+#include "cli_common.h"
 #include "cmd_audit.h"
 #include "cmd_operators.h"
 #include "cmd_pki.h"
@@ -44,26 +44,18 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define EXIT_OK 0
-#define EXIT_SERVER 1
-#define EXIT_UNREACHABLE 2
-#define EXIT_USAGE 64
 
 #define DEFAULT_SERVER "http://127.0.0.1:8080"
 #define DEFAULT_TIMEOUT_S 30.0
 #define DEFAULT_DATA_DIR "./drover-data"
-#define CONFIG_REL_PATH "/.config/drover/config"
 #define TOKEN_FILE "admin.token"
 #define TOKEN_MAX 1024
 #define SERVER_MAX 2048
@@ -71,7 +63,6 @@
 #define TAGS_MAX 64 /* the server's own limit per device */
 #define PARAMS_MAX 256
 #define POS_MAX 4
-#define PATH_MAX_LEN (16 * 1024)
 #define BODY_ARG_MAX (16 * 1024 * 1024) /* the server's largest max_twin_bytes */
 #define LONG_POLL_MAX_S 60              /* the server's cap on ?wait= */
 
@@ -257,6 +248,9 @@ static int cmd_audit(ctx_t *ctx, const args_t *a);
 static int cmd_operators(ctx_t *ctx, const args_t *a);
 static int cmd_pki(ctx_t *ctx, const args_t *a);
 
+/* A command that takes exactly n positionals, shown as synopsis. */
+#define POSITIONAL(n, synopsis) .args = synopsis, .min_pos = n, .max_pos = n
+
 #define TARGET_OPTS (BIT(OPT_TAG) | BIT(OPT_IDS) | BIT(OPT_ALL_DEVICES))
 #define COMMAND_OPTS (BIT(OPT_PARAM) | BIT(OPT_PARAMS) | BIT(OPT_TIMEOUT) | BIT(OPT_WAIT))
 #define TIMEOUT_HELP "expire the command unless answered in S s (server default 300)"
@@ -264,9 +258,7 @@ static int cmd_pki(ctx_t *ctx, const args_t *a);
 static const cmd_t commands[] = {
     {
         .path = "device add",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .opts = BIT(OPT_TAG),
         .multi = BIT(OPT_TAG),
         .summary = "register a device and print its secret",
@@ -291,9 +283,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "device show",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "show one device and its latest telemetry",
         .help = "Shows a device's tags, whether it is connected, when it was last seen and\n"
                 "created (in the local time zone) and the latest value of each metric.",
@@ -301,9 +291,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "device rm",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "delete a device",
         .help = "Deletes the device with its telemetry and secret; a live MQTT connection of\n"
                 "the device is dropped.",
@@ -311,9 +299,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "device rotate-secret",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "give a device a new secret",
         .help = "Makes a new MQTT secret for the device and prints it once. The old secret\n"
                 "stops working at once and a live connection of the device is dropped.",
@@ -321,9 +307,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "device import",
-        .args = "FILE",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "FILE"),
         .opts = BIT(OPT_FORMAT),
         .summary = "register devices from a CSV or JSON lines file",
         .help = "Registers every device of FILE at once (all or none) and prints each id with\n"
@@ -335,9 +319,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "device revoke",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "revoke every credential of a device",
         .help = "Revokes the device's secret and every certificate it has, at once: new\n"
                 "connections are refused and a live one is closed. The device stays in the\n"
@@ -346,9 +328,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "telemetry",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .opts =
             BIT(OPT_METRIC) | BIT(OPT_SINCE) | BIT(OPT_UNTIL) | BIT(OPT_LIMIT) | BIT(OPT_CURSOR),
         .summary = "show a device's telemetry points",
@@ -361,9 +341,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "twin get",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "show a device's desired and reported state",
         .help = "Shows the device twin: the desired state (set by operators), the reported\n"
                 "state (sent by the device), each with its version and when it last changed,\n"
@@ -372,9 +350,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "twin set",
-        .args = "ID JSON|@FILE|-",
-        .min_pos = 2,
-        .max_pos = 2,
+        POSITIONAL(2, "ID JSON|@FILE|-"),
         .opts = BIT(OPT_IF_MATCH),
         .summary = "replace a device's desired state",
         .help = "Replaces the whole desired state with the JSON object given inline, read\n"
@@ -385,9 +361,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "twin patch",
-        .args = "ID JSON|@FILE|-",
-        .min_pos = 2,
-        .max_pos = 2,
+        POSITIONAL(2, "ID JSON|@FILE|-"),
         .opts = BIT(OPT_IF_MATCH),
         .summary = "merge a JSON merge patch into a device's desired state",
         .help = "Applies an RFC 7396 JSON merge patch to the desired state: keys with values\n"
@@ -397,9 +371,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "cmd send",
-        .args = "ID NAME",
-        .min_pos = 2,
-        .max_pos = 2,
+        POSITIONAL(2, "ID NAME"),
         .opts = COMMAND_OPTS,
         .multi = BIT(OPT_PARAM),
         .command_timeout = true,
@@ -421,9 +393,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "cmd show",
-        .args = "CID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "CID"),
         .opts = BIT(OPT_WAIT),
         .summary = "show a command, its status and result",
         .help = "Shows command CID (the id `drover cmd send` printed): its status, times and\n"
@@ -433,9 +403,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "cmd list",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .opts = BIT(OPT_LIMIT) | BIT(OPT_CURSOR) | BIT(OPT_ALL),
         .summary = "list a device's commands, newest first",
         .help = "Lists the commands of device ID, newest first, one page at a time.",
@@ -444,9 +412,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "bulk cmd",
-        .args = "NAME",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "NAME"),
         .opts = TARGET_OPTS | COMMAND_OPTS,
         .multi = BIT(OPT_PARAM),
         .command_timeout = true,
@@ -463,9 +429,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "bulk twin",
-        .args = "JSON|@FILE|-",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "JSON|@FILE|-"),
         .opts = TARGET_OPTS | BIT(OPT_WAIT),
         .summary = "merge a patch into many devices' desired state (a job)",
         .help = "Applies a JSON merge patch (RFC 7396) to the desired state of every device\n"
@@ -478,9 +442,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "job show",
-        .args = "JOB",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "JOB"),
         .opts = BIT(OPT_LIMIT) | BIT(OPT_CURSOR) | BIT(OPT_ALL),
         .summary = "show a bulk job: counts and per-device state",
         .help = "Shows a bulk job (from `drover bulk cmd` or `drover bulk twin`): what it does,\n"
@@ -525,9 +487,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "token create",
-        .args = "NAME",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "NAME"),
         .opts = BIT(OPT_ROLE) | BIT(OPT_EXPIRES_IN),
         .summary = "make an API token and print it once (admin)",
         .help = "Makes an API token named NAME (1 to 64 bytes, for people to read) with role\n"
@@ -546,9 +506,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "token rm",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "revoke an API token (admin)",
         .help = "Deletes the token with this id (from `drover token list`); it stops working\n"
                 "at once.",
@@ -556,9 +514,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "user add",
-        .args = "NAME",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "NAME"),
         .opts = BIT(OPT_ROLE) | BIT(OPT_PASSWORD_STDIN),
         .summary = "add an operator user (admin)",
         .help = "Adds user NAME (1 to 64 characters of A-Z a-z 0-9 . _ -) with a role. The\n"
@@ -577,18 +533,14 @@ static const cmd_t commands[] = {
     },
     {
         .path = "user rm",
-        .args = "NAME",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "NAME"),
         .summary = "delete an operator user (admin)",
         .help = "Deletes the user and revokes every token its logins made.",
         .run = cmd_operators,
     },
     {
         .path = "user set",
-        .args = "NAME",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "NAME"),
         .opts = BIT(OPT_ROLE) | BIT(OPT_DISABLE) | BIT(OPT_ENABLE) | BIT(OPT_PASSWORD_STDIN),
         .summary = "change a user's role, password or state (admin)",
         .help = "Changes the role, disables or enables the user, or sets a new password read\n"
@@ -600,9 +552,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "login",
-        .args = "NAME",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "NAME"),
         .opts = BIT(OPT_PASSWORD_STDIN) | BIT(OPT_SAVE) | BIT(OPT_EXPIRES_IN),
         .summary = "log in with a user's password and get a token",
         .help = "Logs in as user NAME (no token needed) and prints the API token the server\n"
@@ -615,9 +565,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "enroll create",
-        .args = "NAME",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "NAME"),
         .opts = BIT(OPT_MAX_USES) | BIT(OPT_EXPIRES_IN) | BIT(OPT_TAG) | BIT(OPT_GROUP) |
                 BIT(OPT_DESIRED),
         .multi = BIT(OPT_TAG),
@@ -642,9 +590,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "enroll show",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "show one enrollment",
         .help = "Shows an enrollment group with its tags and initial desired state; never its\n"
                 "claim token.",
@@ -652,9 +598,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "enroll revoke",
-        .args = "ID",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "ID"),
         .summary = "revoke an enrollment's claim token (admin)",
         .help = "Revokes the enrollment: its claim token provisions no more devices. Devices\n"
                 "already provisioned with it keep working.",
@@ -662,9 +606,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "cert issue",
-        .args = "DEVICE",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "DEVICE"),
         .opts = BIT(OPT_CSR) | BIT(OPT_OUT),
         .summary = "sign a device's CSR with the fleet CA",
         .help = "Sends the CSR in FILE (PEM, subject CN = DEVICE; the key stays with the\n"
@@ -675,9 +617,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "cert list",
-        .args = "DEVICE",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "DEVICE"),
         .summary = "list a device's certificates",
         .help = "Lists the certificates issued to DEVICE: serial, state (valid, expired,\n"
                 "revoked), validity and when revoked.",
@@ -685,9 +625,7 @@ static const cmd_t commands[] = {
     },
     {
         .path = "cert revoke",
-        .args = "SERIAL",
-        .min_pos = 1,
-        .max_pos = 1,
+        POSITIONAL(1, "SERIAL"),
         .summary = "revoke one certificate",
         .help = "Revokes the certificate with this serial (hex, from `drover cert list`): new\n"
                 "connections with it are refused and a live one is closed at once.",
@@ -735,17 +673,6 @@ static const cmd_t commands[] = {
 };
 
 /* ---- small output helpers ------------------------------------------------ */
-
-static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void errorf(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("drover: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
 
 static size_t path_words(const char *path)
 {
@@ -932,15 +859,6 @@ static int find_option(const char *name, size_t len)
     return -1;
 }
 
-/* Prints an argument from the command line in an error, made safe. */
-static const char *shown(const char *s, char *buf, size_t len)
-{
-    char *t = cli_sanitize(s, 40);
-    snprintf(buf, len, "%s", t ? t : "?");
-    free(t);
-    return buf;
-}
-
 /* Whether the argument after an option with an optional value is that
  * value: digits with at most one dot ("10", "2.5"); its range is checked
  * later. Anything else (a NAME, JSON, another option) is left alone. */
@@ -1003,11 +921,12 @@ static int parse_args(int argc, char **argv, args_t *a)
                 print_group_help(help ? stdout : stderr, words[0]);
                 return help ? EXIT_OK : EXIT_USAGE;
             }
-            errorf("unknown %s command '%s'", words[0], shown(words[1], sbuf, sizeof(sbuf)));
+            cli_errorf("unknown %s command '%s'", words[0],
+                       cli_shown(words[1], sbuf, sizeof(sbuf)));
             print_group_help(stderr, words[0]);
             return EXIT_USAGE;
         }
-        return usage_error(NULL, "unknown command '%s'", shown(words[0], sbuf, sizeof(sbuf)));
+        return usage_error(NULL, "unknown command '%s'", cli_shown(words[0], sbuf, sizeof(sbuf)));
     }
     if (help) {
         print_command_help(stdout, c);
@@ -1025,11 +944,11 @@ static int parse_args(int argc, char **argv, args_t *a)
             continue;
         }
         if (s[1] != '-')
-            return usage_error(c, "unknown option '%s'", shown(s, sbuf, sizeof(sbuf)));
+            return usage_error(c, "unknown option '%s'", cli_shown(s, sbuf, sizeof(sbuf)));
         const char *eq = strchr(s + 2, '=');
         int o = find_option(s + 2, eq ? (size_t)(eq - s - 2) : strlen(s + 2));
         if (o < 0)
-            return usage_error(c, "unknown option '%s'", shown(s, sbuf, sizeof(sbuf)));
+            return usage_error(c, "unknown option '%s'", cli_shown(s, sbuf, sizeof(sbuf)));
         if (!(allowed & BIT(o)))
             return usage_error(c, "option --%s does not apply to `drover %s`", options[o].name,
                                c->path);
@@ -1068,7 +987,7 @@ static int parse_args(int argc, char **argv, args_t *a)
         return usage_error(c, "missing %s", c->args);
     if (npos > c->max_pos || npos > POS_MAX)
         return usage_error(c, "unexpected argument '%s'",
-                           shown(words[skip + c->max_pos], sbuf, sizeof(sbuf)));
+                           cli_shown(words[skip + c->max_pos], sbuf, sizeof(sbuf)));
     for (size_t i = 0; i < npos; i++)
         a->pos[i] = words[skip + i];
     a->npos = npos;
@@ -1076,54 +995,6 @@ static int parse_args(int argc, char **argv, args_t *a)
 }
 
 /* ---- server and token ---------------------------------------------------- */
-
-/* Reads fd to its end (does not close it). -EFBIG past max bytes. The
- * buffers are wiped on the way, since this also reads token files. */
-static int read_fd(int fd, size_t max, char **out, size_t *outlen)
-{
-    cli_buf_t b;
-    cli_buf_init(&b, max);
-    char chunk[4096];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        rc = cli_buf_append(&b, chunk, (size_t)n);
-        if (rc < 0)
-            break;
-    }
-    if (rc == 0 && b.data == NULL)
-        rc = cli_buf_append(&b, "", 0);
-    if (rc < 0) {
-        explicit_bzero(chunk, sizeof(chunk));
-        if (b.data != NULL)
-            explicit_bzero(b.data, b.len);
-        cli_buf_fini(&b);
-        return rc;
-    }
-    explicit_bzero(chunk, sizeof(chunk));
-    *out = b.data;
-    *outlen = b.len;
-    return 0;
-}
-
-/* Reads a whole small file. -ENOENT when it does not exist, -EFBIG past max. */
-static int read_file(const char *path, size_t max, char **out, size_t *outlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = read_fd(fd, max, out, outlen);
-    close(fd);
-    return rc;
-}
 
 struct config_state {
     bool loaded;
@@ -1138,34 +1009,29 @@ static int load_config(config_state_t *st)
         return 0;
     st->loaded = true;
     const char *env = getenv("DROVER_CONFIG");
-    const char *home = getenv("HOME");
-    if (env != NULL && *env)
-        snprintf(st->path, sizeof(st->path), "%s", env);
-    else if (home != NULL && *home)
-        snprintf(st->path, sizeof(st->path), "%s%s", home, CONFIG_REL_PATH);
-    else
+    bool named = env != NULL && *env; /* then it must exist */
+    /* A path too long is read as cut short, and then is missing. */
+    if (cli_config_path(st->path, sizeof(st->path), false) == -ENOENT)
         return 0;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = read_file(st->path, CONFIG_FILE_MAX, &text, &len);
-    if (rc == -ENOENT && (env == NULL || !*env))
-        return 0;
+    cli_buf_t b;
+    cli_buf_init(&b, CONFIG_FILE_MAX);
+    int rc = cli_read_path(st->path, &b);
     if (rc < 0) {
-        errorf("cannot read config file %s: %s", st->path, strerror(-rc));
+        cli_buf_wipe(&b);
+        if (rc == -ENOENT && !named)
+            return 0;
+        cli_errorf("cannot read config file %s: %s", st->path, strerror(-rc));
         return EXIT_USAGE;
     }
     int line = 0;
-    rc = cli_config_parse(text, len, &st->cfg, &line);
-    explicit_bzero(text, len);
-    free(text);
+    rc = cli_config_parse(b.data, b.len, &st->cfg, &line);
+    cli_buf_wipe(&b);
     if (rc == -EINVAL) {
-        errorf("config file %s, line %d: expected `key = value`", st->path, line);
+        cli_errorf("config file %s, line %d: expected `key = value`", st->path, line);
         return EXIT_USAGE;
     }
-    if (rc < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (rc < 0)
+        return cli_oom();
     return 0;
 }
 
@@ -1193,12 +1059,12 @@ static int resolve_server(ctx_t *ctx, const args_t *a, config_state_t *cfg)
             len = 0;
     }
     if (len == 0 || len > SERVER_MAX) {
-        errorf("the server URL from %s is empty, too long or contains spaces", from);
+        cli_errorf("the server URL from %s is empty, too long or contains spaces", from);
         return EXIT_USAGE;
     }
     bool scheme = strstr(s, "://") != NULL;
     if (scheme && strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
-        errorf("the server URL from %s must start with http:// or https://", from);
+        cli_errorf("the server URL from %s must start with http:// or https://", from);
         return EXIT_USAGE;
     }
     while (len > 0 && s[len - 1] == '/')
@@ -1210,8 +1076,7 @@ static int resolve_server(ctx_t *ctx, const args_t *a, config_state_t *cfg)
         rc = cli_buf_append(&b, s, len);
     if (rc < 0) {
         cli_buf_fini(&b);
-        errorf("out of memory");
-        return EXIT_SERVER;
+        return cli_oom();
     }
     ctx->server = b.data;
     return 0;
@@ -1236,19 +1101,23 @@ static int token_from_dir(const char *dir, bool required, char **out)
     char path[4096];
     int w = snprintf(path, sizeof(path), "%s/%s", dir, TOKEN_FILE);
     if (w < 0 || (size_t)w >= sizeof(path)) {
-        errorf("data directory path is too long");
+        cli_errorf("data directory path is too long");
         return EXIT_USAGE;
     }
-    char *text = NULL;
-    size_t len = 0;
-    int rc = read_file(path, TOKEN_MAX + 64, &text, &len);
+    cli_buf_t b;
+    cli_buf_init(&b, TOKEN_MAX + 64);
+    int rc = cli_read_path(path, &b);
+    if (rc < 0)
+        cli_buf_wipe(&b);
     if (rc == -ENOENT && !required)
         return -ENOENT;
     if (rc < 0) {
-        errorf("cannot read the token file %s: %s", path,
-               rc == -EFBIG ? "file too large" : strerror(-rc));
+        cli_errorf("cannot read the token file %s: %s", path,
+                   rc == -EFBIG ? "file too large" : strerror(-rc));
         return EXIT_USAGE;
     }
+    char *text = b.data;
+    size_t len = b.len;
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
                        text[len - 1] == '\t'))
         text[--len] = '\0';
@@ -1286,23 +1155,21 @@ static int resolve_token(ctx_t *ctx, const args_t *a, config_state_t *cfg)
             if (rc != 0)
                 return rc;
             if (cfg->cfg.token == NULL) {
-                errorf("no API token: pass --token, set DROVER_TOKEN, point --data-dir at "
-                       "droverd's data directory, or add `token = ...` to %s",
-                       cfg->path[0] ? cfg->path : "~/.config/drover/config");
+                cli_errorf("no API token: pass --token, set DROVER_TOKEN, point --data-dir at "
+                           "droverd's data directory, or add `token = ...` to %s",
+                           cfg->path[0] ? cfg->path : "~/.config/drover/config");
                 return EXIT_USAGE;
             }
             tok = strdup(cfg->cfg.token);
             from = "the config file";
         }
     }
-    if (tok == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (tok == NULL)
+        return cli_oom();
     if (!token_valid(tok)) {
         explicit_bzero(tok, strlen(tok));
         free(tok);
-        errorf("the API token from %s is empty, too long or has invalid characters", from);
+        cli_errorf("the API token from %s is empty, too long or has invalid characters", from);
         return EXIT_USAGE;
     }
     ctx->token = tok;
@@ -1310,46 +1177,6 @@ static int resolve_token(ctx_t *ctx, const args_t *a, config_state_t *cfg)
 }
 
 /* ---- requests ------------------------------------------------------------ */
-
-/* A path or query under construction; pieces from the user are escaped. */
-typedef struct {
-    cli_buf_t b;
-    bool query;
-    int err;
-} path_t;
-
-static void path_init(path_t *p, const char *prefix)
-{
-    cli_buf_init(&p->b, PATH_MAX_LEN);
-    p->query = false;
-    p->err = cli_buf_puts(&p->b, prefix);
-}
-
-static void path_escaped(path_t *p, const char *s)
-{
-    if (p->err)
-        return;
-    char *e = curl_easy_escape(NULL, s, (int)strnlen(s, PATH_MAX_LEN));
-    p->err = e ? cli_buf_puts(&p->b, e) : -ENOMEM;
-    curl_free(e);
-}
-
-static void path_raw(path_t *p, const char *s)
-{
-    if (!p->err)
-        p->err = cli_buf_puts(&p->b, s);
-}
-
-static void path_param(path_t *p, const char *key, const char *value)
-{
-    if (value == NULL)
-        return;
-    path_raw(p, p->query ? "&" : "?");
-    p->query = true;
-    path_raw(p, key);
-    path_raw(p, "=");
-    path_escaped(p, value);
-}
 
 /* --cacert, else $DROVER_CACERT, onto the new handle: only an https://
  * server is affected, and only then must the file be readable. */
@@ -1365,192 +1192,83 @@ static int set_cacert(ctx_t *ctx)
     if (f == NULL || strncmp(ctx->server, "https://", 8) != 0)
         return 0;
     if (access(f, R_OK) < 0) {
-        errorf("cannot read the CA certificate file %s (from %s): %s", shown(f, sbuf, sizeof(sbuf)),
-               from, strerror(errno));
+        cli_errorf("cannot read the CA certificate file %s (from %s): %s",
+                   cli_shown(f, sbuf, sizeof(sbuf)), from, strerror(errno));
         return EXIT_USAGE;
     }
     if (cli_http_set_ca_file(ctx->http, f) < 0) {
-        errorf("libcurl refuses the CA certificate file %s", shown(f, sbuf, sizeof(sbuf)));
+        cli_errorf("libcurl refuses the CA certificate file %s", cli_shown(f, sbuf, sizeof(sbuf)));
         return EXIT_USAGE;
     }
     return 0;
 }
 
-static int connect_ctx(ctx_t *ctx)
+/* Resolves the server (and with_token the token) and makes the handle,
+ * once: a command that connects twice gets the first connection. */
+static int connect_ctx(ctx_t *ctx, bool with_token)
 {
     if (ctx->http != NULL)
         return 0;
     int rc = resolve_server(ctx, ctx->args, ctx->cfg);
-    if (rc == 0)
+    if (rc == 0 && with_token)
         rc = resolve_token(ctx, ctx->args, ctx->cfg);
     if (rc != 0)
         return rc;
     if (!ctx->curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            errorf("cannot initialise libcurl");
+            cli_errorf("cannot initialise libcurl");
             return EXIT_SERVER;
         }
         ctx->curl_ready = true;
     }
-    if (cli_http_new(ctx->server, ctx->token, ctx->timeout_s, &ctx->http) < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (cli_http_new(ctx->server, with_token ? ctx->token : NULL, ctx->timeout_s, &ctx->http) < 0)
+        return cli_oom();
     return set_cacert(ctx);
 }
 
-/* api_opts() returns this, unprinted, for the status the caller handles. */
-#define API_QUIET (-1)
-
-/*
- * One request. On a 2xx answer *out gets the parsed body (NULL for an empty
- * one, as after DELETE) and 0 is returned. When the status equals quiet
- * (0: none), *out gets the parsed error body (or NULL) and API_QUIET is
- * returned with nothing printed. Otherwise the failure is printed and the
- * exit status returned. o (may be NULL) sets headers and the timeout.
- */
-static int api_opts(ctx_t *ctx, const char *method, path_t *p, const char *body,
-                    const cli_http_opts_t *o, long quiet, json_t **out)
+/* The connection for the commands of this file, with their wording of
+ * failures (the server URL as resolved, the --cacert hint, any detail). */
+static int conn_ctx(ctx_t *ctx, cli_conn_t *c)
 {
-    char err[CLI_HTTP_ERR_MAX] = "";
-    cli_http_resp_t r;
-    int rc;
-
-    rc = connect_ctx(ctx);
-    if (rc != 0)
-        return rc;
-    if (p->err) {
-        errorf(p->err == -EFBIG ? "request path too long" : "out of memory");
-        return EXIT_USAGE;
-    }
-    rc = cli_http_request_opts(ctx->http, method, p->b.data, body, o, &r, err, sizeof(err));
-    if (rc == -EIO) {
-        bool tls = strncmp(ctx->server, "https://", 8) == 0 &&
-                   (strstr(err, "certificate") != NULL || strstr(err, "SSL") != NULL);
-        errorf("cannot reach server at %s: %s%s", ctx->server, err,
-               tls ? " (give the server's CA certificate with --cacert FILE or DROVER_CACERT)"
-                   : "");
-        return EXIT_UNREACHABLE;
-    }
-    if (rc == -EFBIG) {
-        errorf("the server's response is larger than %u MiB; not read",
-               CLI_HTTP_BODY_MAX / (1024 * 1024));
-        return EXIT_SERVER;
-    }
-    if (rc < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-
-    json_t *v = NULL;
-    char perr[160] = "";
-    if (r.len > 0)
-        v = json_util_parse(r.body, r.len, perr, sizeof(perr));
-    free(r.body);
-
-    if (r.status >= 200 && r.status < 300) {
-        if (r.len > 0 && v == NULL) {
-            errorf("the server's answer is not JSON (%ld): %s", r.status, perr);
-            return EXIT_SERVER;
-        }
-        *out = v;
-        return 0;
-    }
-    if (quiet != 0 && r.status == quiet) {
-        *out = v;
-        return API_QUIET;
-    }
-
-    const char *code = json_string_value(json_object_get(v, "error"));
-    const char *detail = json_string_value(json_object_get(v, "detail"));
-    char *d = cli_sanitize(detail ? detail : code ? code : "request failed", 300);
-    char *c = cli_sanitize(code ? code : "-", 64);
-    if (v == NULL && r.status != 0)
-        errorf("the server answered %ld without a JSON error body", r.status);
-    else
-        errorf("%s (%ld %s)", d ? d : "request failed", r.status, c ? c : "-");
-    free(d);
-    free(c);
-    json_decref(v);
-    return EXIT_SERVER;
+    int rc = connect_ctx(ctx, true);
+    *c = (cli_conn_t){ctx->http, ctx->server,
+                      CLI_REQ_TLS_HINT | CLI_REQ_SERVER_ASIS | CLI_REQ_ANY_DETAIL};
+    return rc;
 }
 
-static int api(ctx_t *ctx, const char *method, path_t *p, const char *body, json_t **out)
+/* One request, after connecting: as cli_request(). */
+static int api_opts(ctx_t *ctx, const char *method, cli_path_t *p, const char *body,
+                    const cli_http_opts_t *o, long quiet, json_t **out)
+{
+    cli_conn_t c;
+    int rc = conn_ctx(ctx, &c);
+    if (rc == 0)
+        rc = cli_path_check(p);
+    if (rc == 0)
+        rc = cli_request(&c, method, p->b.data, body, o, quiet, out);
+    return rc;
+}
+
+static int api(ctx_t *ctx, const char *method, cli_path_t *p, const char *body, json_t **out)
 {
     return api_opts(ctx, method, p, body, NULL, 0, out);
 }
 
-static int unexpected(const char *what)
+/* POSTs/PUTs/PATCHes v as the body, then finishes p. Returns as
+ * api_opts() does. */
+static int send_json(ctx_t *ctx, const char *method, cli_path_t *p, const json_t *v,
+                     const cli_http_opts_t *o, long quiet, json_t **out)
 {
-    errorf("unexpected answer from the server: %s", what);
-    return EXIT_SERVER;
-}
-
-static int print_json(const json_t *v)
-{
-    cli_buf_t b;
-    cli_buf_init(&b, SIZE_MAX / 2);
-    int rc = cli_json_pretty(v, &b);
-    if (rc == 0) {
-        fwrite(b.data, 1, b.len, stdout);
-        fputc('\n', stdout);
-    }
-    cli_buf_fini(&b);
-    if (rc < 0) {
-        errorf("cannot print the answer: %s", strerror(-rc));
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
-}
-
-/* A JSON epoch-ms value as local time, "-" for null or anything else. */
-static void time_cell(const json_t *v, bool with_ms, char *out, size_t len)
-{
-    if (!json_is_integer(v) || cli_format_time(json_integer_value(v), with_ms, out, len) < 0)
-        snprintf(out, len, "-");
+    char *body = json_util_dump(v);
+    int rc = body ? api_opts(ctx, method, p, body, o, quiet, out) : cli_oom();
+    free(body);
+    cli_path_fini(p);
+    return rc;
 }
 
 static const char *online_cell(const json_t *v)
 {
     return json_is_true(v) ? "yes" : json_is_false(v) ? "no" : "-";
-}
-
-/* "k=v,k2=v2" for the list table; caller frees. */
-static char *tags_cell(const json_t *tags)
-{
-    cli_buf_t b;
-    cli_buf_init(&b, 4096);
-    const char *k;
-    json_t *v;
-    int rc = cli_buf_append(&b, "", 0);
-    json_object_foreach((json_t *)tags, k, v)
-    {
-        char *t = cli_json_text(v);
-        if (t == NULL) {
-            rc = -ENOMEM;
-            break;
-        }
-        if (b.len > 0)
-            rc = cli_buf_puts(&b, ",");
-        if (rc == 0)
-            rc = cli_buf_puts(&b, k);
-        if (rc == 0)
-            rc = cli_buf_puts(&b, "=");
-        if (rc == 0)
-            rc = cli_buf_puts(&b, t);
-        free(t);
-        if (rc == -EFBIG) { /* the cell is cut to CLI_TABLE_CELL_MAX anyway */
-            rc = 0;
-            break;
-        }
-        if (rc < 0)
-            break;
-    }
-    if (rc < 0) {
-        cli_buf_fini(&b);
-        return NULL;
-    }
-    return b.data;
 }
 
 static bool id_arg_ok(const char *id)
@@ -1562,27 +1280,98 @@ static int bad_id(const args_t *a, const char *id)
 {
     char sbuf[64];
     return usage_error(a->cmd, "invalid device id '%s': 1 to 64 characters of A-Z a-z 0-9 . _ -",
-                       shown(id, sbuf, sizeof(sbuf)));
+                       cli_shown(id, sbuf, sizeof(sbuf)));
 }
 
-static void device_path(path_t *p, const char *id, const char *suffix)
+static void device_path(cli_path_t *p, const char *id, const char *suffix)
 {
-    path_init(p, "/api/v1/devices/");
-    path_escaped(p, id);
+    cli_path_init(p, "/api/v1/devices/");
+    cli_path_escaped(p, id);
     if (suffix)
-        path_raw(p, suffix);
+        cli_path_raw(p, suffix);
+}
+
+/* Checks the ID positional, then sends method (no body) to the device's
+ * path + suffix. Returns as api() does. */
+static int device_call(ctx_t *ctx, const args_t *a, const char *method, const char *suffix,
+                       json_t **out)
+{
+    const char *id = a->pos[0];
+    if (!id_arg_ok(id))
+        return bad_id(a, id);
+    cli_path_t p;
+    device_path(&p, id, suffix);
+    int rc = api(ctx, method, &p, NULL, out);
+    cli_path_fini(&p);
+    return rc;
+}
+
+/* device_call, then the answer through print (which checks its shape). */
+static int device_print(ctx_t *ctx, const args_t *a, const char *method, const char *suffix,
+                        int (*print)(ctx_t *ctx, const json_t *v))
+{
+    json_t *v = NULL;
+    int rc = device_call(ctx, a, method, suffix, &v);
+    if (rc == 0)
+        rc = print(ctx, v);
+    json_decref(v);
+    return rc;
+}
+
+/* --since and --until as the server takes them (see cli_parse_when) into
+ * since and until (128 bytes each; NULL when not given). Returns 0 or a
+ * usage error. */
+static int when_args(const args_t *a, char *since, char *until, const char **s, const char **u)
+{
+    char sbuf[64];
+    int64_t now = util_now_ms();
+    const int when[2] = {OPT_SINCE, OPT_UNTIL};
+    char *out[2] = {since, until};
+    for (int i = 0; i < 2; i++) {
+        const char *v = a->val[when[i]];
+        if (v != NULL && cli_parse_when(v, now, out[i], 128) < 0)
+            return usage_error(a->cmd,
+                               "--%s wants epoch ms, RFC 3339, now, or -N followed by s, m, h, d "
+                               "or w; got '%s'",
+                               options[when[i]].name, cli_shown(v, sbuf, sizeof(sbuf)));
+    }
+    *s = a->val[OPT_SINCE] ? since : NULL;
+    *u = a->val[OPT_UNTIL] ? until : NULL;
+    return 0;
+}
+
+/* --limit, --cursor and --all. Returns 0 or a usage error. */
+static int pages_arg(const args_t *a, cli_pages_t *pg)
+{
+    int limit;
+    if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &limit) < 0)
+        return usage_error(a->cmd, "--limit wants a positive number");
+    *pg = (cli_pages_t){a->val[OPT_LIMIT], a->val[OPT_CURSOR], a->set[OPT_ALL]};
+    return 0;
+}
+
+/* A JSON object answer: as it is with --json, else through show. */
+static int print_doc(ctx_t *ctx, const json_t *v, int (*show)(const json_t *))
+{
+    if (ctx->json)
+        return cli_print_json(v);
+    if (show(v) < 0) {
+        cli_errorf("cannot print the answer: out of memory");
+        return EXIT_SERVER;
+    }
+    return EXIT_OK;
 }
 
 /* id and secret of a fresh credential, then the once-only warning. */
-static int print_secret(ctx_t *ctx, json_t *v)
+static int print_secret(ctx_t *ctx, const json_t *v)
 {
     const char *id = json_string_value(json_object_get(v, "id"));
     const char *secret = json_string_value(json_object_get(v, "secret"));
     if (id == NULL || secret == NULL)
-        return unexpected("no id or secret");
+        return cli_unexpected("no id or secret");
     int rc = EXIT_OK;
     if (ctx->json) {
-        rc = print_json(v);
+        rc = cli_print_json(v);
     } else {
         char *i = cli_sanitize(id, 0), *s = cli_sanitize(secret, 0);
         if (i == NULL || s == NULL)
@@ -1592,8 +1381,7 @@ static int print_secret(ctx_t *ctx, json_t *v)
         free(i);
         free(s);
     }
-    fflush(stdout);
-    fputs("drover: warning: the secret is shown only once; store it now\n", stderr);
+    cli_warn_shown_once("secret");
     return rc;
 }
 
@@ -1605,182 +1393,73 @@ static int cmd_device_add(ctx_t *ctx, const args_t *a)
     char sbuf[64];
     if (!id_arg_ok(id))
         return bad_id(a, id);
-
-    int rc = EXIT_SERVER;
-    char *body = NULL;
-    json_t *resp = NULL;
-    json_t *req = json_object();
-    json_t *tags = json_object();
-    if (req == NULL || tags == NULL || json_object_set_new(req, "id", json_string(id)) < 0)
-        goto oom;
-    for (size_t i = 0; i < a->ntags; i++) {
-        size_t kl;
-        const char *kv = a->tags[i];
-        if (cli_tag_split(kv, &kl) < 0) {
-            rc = usage_error(a->cmd, "--tag wants K=V, got '%s'", shown(kv, sbuf, sizeof(sbuf)));
-            goto fail;
-        }
-        char *key = strndup(kv, kl);
-        if (key == NULL)
-            goto oom;
-        if (json_object_get(tags, key) != NULL) {
-            free(key);
-            rc = usage_error(a->cmd, "tag '%s' given twice", shown(kv, sbuf, sizeof(sbuf)));
-            goto fail;
-        }
-        /* json_object_set_new() takes the value even when it fails. */
-        json_t *val = json_string(kv + kl + 1);
-        int set = val != NULL ? json_object_set_new(tags, key, val) : -1;
-        free(key);
-        if (set < 0) {
-            rc = usage_error(a->cmd, "tag '%s' is not valid UTF-8", shown(kv, sbuf, sizeof(sbuf)));
-            goto fail;
-        }
-    }
-    if (json_object_set(req, "tags", tags) < 0)
-        goto oom;
-    body = json_util_dump(req);
-    if (body == NULL)
-        goto oom;
-
-    path_t p;
-    path_init(&p, "/api/v1/devices");
-    rc = api(ctx, "POST", &p, body, &resp);
-    cli_buf_fini(&p.b);
+    json_t *tags = NULL, *resp = NULL;
+    size_t bad = 0;
+    int e = cli_tags_build(a->tags, a->ntags, &tags, &bad);
+    const char *kv = e < 0 && e != -ENOMEM ? cli_shown(a->tags[bad], sbuf, sizeof(sbuf)) : "";
+    if (e == -EINVAL)
+        return usage_error(a->cmd, "--tag wants K=V, got '%s'", kv);
+    if (e == -EEXIST)
+        return usage_error(a->cmd, "tag '%s' given twice", kv);
+    if (e == -EILSEQ)
+        return usage_error(a->cmd, "tag '%s' is not valid UTF-8", kv);
+    json_t *req = e == 0 ? json_pack("{s:s, s:o}", "id", id, "tags", tags) : NULL;
+    if (req == NULL)
+        return cli_oom();
+    cli_path_t p;
+    cli_path_init(&p, "/api/v1/devices");
+    int rc = send_json(ctx, "POST", &p, req, NULL, 0, &resp);
     if (rc == 0)
         rc = print_secret(ctx, resp);
-    goto fail;
-
-oom:
-    errorf("out of memory");
-    rc = EXIT_SERVER;
-fail:
     json_decref(resp);
-    free(body);
-    json_decref(tags);
     json_decref(req);
     return rc;
 }
 
-static int list_rows(cli_table_t *t, json_t *devices)
+static int device_row(cli_table_t *t, const json_t *d, void *arg)
 {
-    size_t i;
-    json_t *d;
-    json_array_foreach(devices, i, d)
-    {
-        char seen[CLI_TIME_MAX];
-        time_cell(json_object_get(d, "last_seen"), false, seen, sizeof(seen));
-        char *tags = tags_cell(json_object_get(d, "tags"));
-        const char *cells[] = {json_string_value(json_object_get(d, "id")),
-                               online_cell(json_object_get(d, "online")), seen, tags};
-        int rc = tags ? cli_table_add(t, cells) : -ENOMEM;
-        free(tags);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    (void)arg;
+    char seen[CLI_TIME_MAX];
+    cli_time_cell(json_object_get(d, "last_seen"), false, "-", seen, sizeof(seen));
+    /* Cut to CLI_TABLE_CELL_MAX anyway. */
+    char *tags = cli_pairs_text(json_object_get(d, "tags"), ",", 4096);
+    const char *cells[] = {json_string_value(json_object_get(d, "id")),
+                           online_cell(json_object_get(d, "online")), seen, tags};
+    int rc = tags ? cli_table_add(t, cells) : -ENOMEM;
+    free(tags);
+    return rc;
 }
 
 static int cmd_device_list(ctx_t *ctx, const args_t *a)
 {
+    static const char *const header[] = {"ID", "ONLINE", "LAST SEEN", "TAGS"};
+    const cli_rows_t rows = {
+        .key = "devices", .ncols = 4, .header = header, .row = device_row, .none = "no devices"};
     char sbuf[64];
     size_t kl;
-    int limit;
+    cli_pages_t pg;
     if (a->ntags == 1 && cli_tag_split(a->tags[0], &kl) < 0)
         return usage_error(a->cmd, "--tag wants K=V, got '%s'",
-                           shown(a->tags[0], sbuf, sizeof(sbuf)));
+                           cli_shown(a->tags[0], sbuf, sizeof(sbuf)));
     if (a->set[OPT_ONLINE] && a->set[OPT_OFFLINE])
         return usage_error(a->cmd, "--online and --offline exclude each other");
-    if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &limit) < 0)
-        return usage_error(a->cmd, "--limit wants a positive number");
-
-    int rc = 0;
-    cli_table_t t;
-    json_t *all = json_array(); /* --all --json: every page's devices */
-    char *cursor = a->val[OPT_CURSOR] ? strdup(a->val[OPT_CURSOR]) : NULL;
-    bool more = false;
-    cli_table_init(&t, 4);
-    const char *header[] = {"ID", "ONLINE", "LAST SEEN", "TAGS"};
-    if (all == NULL || (a->val[OPT_CURSOR] && cursor == NULL) || cli_table_add(&t, header) < 0) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    for (;;) {
-        path_t p;
-        json_t *page = NULL;
-        path_init(&p, "/api/v1/devices");
-        path_param(&p, "tag", a->ntags ? a->tags[0] : NULL);
-        path_param(&p, "online",
+    int rc = pages_arg(a, &pg);
+    if (rc != 0)
+        return rc;
+    cli_path_t p;
+    cli_path_init(&p, "/api/v1/devices");
+    cli_path_param(&p, "tag", a->ntags ? a->tags[0] : NULL);
+    cli_path_param(&p, "online",
                    a->set[OPT_ONLINE]    ? "true"
                    : a->set[OPT_OFFLINE] ? "false"
                                          : NULL);
-        path_param(&p, "limit", a->val[OPT_LIMIT]);
-        path_param(&p, "cursor", cursor);
-        int st = api(ctx, "GET", &p, NULL, &page);
-        cli_buf_fini(&p.b);
-        if (st != 0) {
-            rc = st;
-            goto done;
-        }
-        json_t *devs = json_object_get(page, "devices");
-        json_t *next = json_object_get(page, "next");
-        if (!json_is_array(devs) || !(json_is_null(next) || json_is_string(next))) {
-            json_decref(page);
-            rc = unexpected("no devices array or next cursor");
-            goto done;
-        }
-        if (ctx->json && !a->set[OPT_ALL]) {
-            rc = print_json(page);
-            json_decref(page);
-            goto done;
-        }
-        int e = ctx->json ? json_array_extend(all, devs) : list_rows(&t, devs);
-        if (e == 0 && json_array_size(all) > CLI_TABLE_ROWS_MAX)
-            e = -EFBIG;
-        const char *n = json_string_value(next);
-        bool stuck = n && (json_array_size(devs) == 0 || (cursor && strcmp(n, cursor) == 0));
-        free(cursor);
-        cursor = n ? strdup(n) : NULL;
-        json_decref(page);
-        if (e < 0 || (n && cursor == NULL)) {
-            rc = e == -EFBIG ? -EFBIG : -ENOMEM;
-            goto fail;
-        }
-        if (stuck) {
-            rc = unexpected("the next cursor does not advance");
-            goto done;
-        }
-        more = cursor != NULL;
-        if (!more || !a->set[OPT_ALL])
-            break;
-    }
-    if (ctx->json) {
-        json_t *doc = json_pack("{s:O,s:n}", "devices", all, "next");
-        rc = doc ? print_json(doc) : -ENOMEM;
-        json_decref(doc);
-        if (rc < 0)
-            goto fail;
-        goto done;
-    }
-    if (t.nrows > 1)
-        cli_table_print(&t, stdout);
-    else
-        fputs("drover: no devices\n", stderr);
-    if (more) {
-        char *c = cli_sanitize(cursor, 0);
-        fflush(stdout);
-        fprintf(stderr, "drover: more devices: use --all, or --cursor %s\n", c ? c : "?");
-        free(c);
-    }
-    goto done;
-
-fail:
-    errorf("%s", rc == -EFBIG ? "too many devices to list at once" : "out of memory");
-    rc = EXIT_SERVER;
-done:
-    free(cursor);
-    json_decref(all);
-    cli_table_fini(&t);
+    cli_conn_t c;
+    rc = conn_ctx(ctx, &c);
+    if (rc == 0)
+        rc = cli_path_check(&p);
+    if (rc == 0)
+        rc = cli_list_pages(&c, p.b.data, &pg, ctx->json, &rows);
+    cli_path_fini(&p);
     return rc;
 }
 
@@ -1801,9 +1480,9 @@ static int show_device(const json_t *d)
     char ts[CLI_TIME_MAX];
     print_kv("id:", json_string_value(json_object_get(d, "id")));
     print_kv("online:", online_cell(json_object_get(d, "online")));
-    time_cell(json_object_get(d, "last_seen"), false, ts, sizeof(ts));
+    cli_time_cell(json_object_get(d, "last_seen"), false, "-", ts, sizeof(ts));
     print_kv("last seen:", ts);
-    time_cell(json_object_get(d, "created_at"), false, ts, sizeof(ts));
+    cli_time_cell(json_object_get(d, "created_at"), false, "-", ts, sizeof(ts));
     print_kv("created:", ts);
 
     json_t *tags = json_object_get(d, "tags");
@@ -1846,7 +1525,7 @@ static int show_device(const json_t *d)
     for (size_t j = 0; rc == 0 && j < i; j++) {
         json_t *m = json_object_get(tel, names[j]);
         char *val = cli_json_text(json_is_object(m) ? json_object_get(m, "value") : m);
-        time_cell(json_object_get(m, "ts"), true, ts, sizeof(ts));
+        cli_time_cell(json_object_get(m, "ts"), true, "-", ts, sizeof(ts));
         const char *cells[] = {names[j], val, ts};
         rc = val ? cli_table_add(&t, cells) : -ENOMEM;
         free(val);
@@ -1862,140 +1541,94 @@ static int show_device(const json_t *d)
 
 static int cmd_device_show(ctx_t *ctx, const args_t *a)
 {
-    const char *id = a->pos[0];
-    if (!id_arg_ok(id))
-        return bad_id(a, id);
-    path_t p;
     json_t *d = NULL;
-    device_path(&p, id, NULL);
-    int rc = api(ctx, "GET", &p, NULL, &d);
-    cli_buf_fini(&p.b);
+    int rc = device_call(ctx, a, "GET", NULL, &d);
     if (rc != 0)
         return rc;
     if (!json_is_object(d))
-        rc = unexpected("not a device object");
+        rc = cli_unexpected("not a device object");
     else if (ctx->json)
-        rc = print_json(d);
-    else if (show_device(d) < 0) {
-        errorf("out of memory");
-        rc = EXIT_SERVER;
-    }
+        rc = cli_print_json(d);
+    else if (show_device(d) < 0)
+        rc = cli_oom();
     json_decref(d);
     return rc;
 }
 
 static int cmd_device_rm(ctx_t *ctx, const args_t *a)
 {
-    const char *id = a->pos[0];
-    if (!id_arg_ok(id))
-        return bad_id(a, id);
-    path_t p;
     json_t *d = NULL;
-    device_path(&p, id, NULL);
-    int rc = api(ctx, "DELETE", &p, NULL, &d);
-    cli_buf_fini(&p.b);
+    int rc = device_call(ctx, a, "DELETE", NULL, &d);
     if (rc != 0)
         return rc;
     if (ctx->json && d != NULL)
-        rc = print_json(d);
+        rc = cli_print_json(d);
     else if (!ctx->json)
-        printf("deleted device %s\n", id);
+        printf("deleted device %s\n", a->pos[0]);
     json_decref(d);
     return rc;
 }
 
 static int cmd_device_rotate(ctx_t *ctx, const args_t *a)
 {
-    const char *id = a->pos[0];
-    if (!id_arg_ok(id))
-        return bad_id(a, id);
-    path_t p;
-    json_t *d = NULL;
-    device_path(&p, id, "/secret");
-    int rc = api(ctx, "POST", &p, NULL, &d);
-    cli_buf_fini(&p.b);
-    if (rc == 0)
-        rc = print_secret(ctx, d);
-    json_decref(d);
+    return device_print(ctx, a, "POST", "/secret", print_secret);
+}
+
+static int point_row(cli_table_t *t, const json_t *pt, void *arg)
+{
+    (void)arg;
+    char ts[CLI_TIME_MAX];
+    cli_time_cell(json_object_get(pt, "ts"), true, "-", ts, sizeof(ts));
+    char *val = cli_json_text(json_object_get(pt, "value"));
+    const char *cells[] = {ts, json_string_value(json_object_get(pt, "metric")), val};
+    int rc = val ? cli_table_add(t, cells) : -ENOMEM;
+    free(val);
     return rc;
 }
 
 static int cmd_telemetry(ctx_t *ctx, const args_t *a)
 {
+    static const char *const header[] = {"TIME", "METRIC", "VALUE"};
+    const cli_rows_t rows = {
+        .ncols = 3, .header = header, .row = point_row, .none = "no telemetry points"};
     const char *id = a->pos[0];
-    char since[128], until[128], sbuf[64];
+    char since[128], until[128];
+    const char *s, *u;
     int limit;
     if (!id_arg_ok(id))
         return bad_id(a, id);
-    int64_t now = util_now_ms();
-    const int when[2] = {OPT_SINCE, OPT_UNTIL};
-    char *out[2] = {since, until};
-    for (int i = 0; i < 2; i++) {
-        const char *v = a->val[when[i]];
-        if (v != NULL && cli_parse_when(v, now, out[i], sizeof(since)) < 0)
-            return usage_error(a->cmd,
-                               "--%s wants epoch ms, RFC 3339, now, or -N followed by s, m, h, d "
-                               "or w; got '%s'",
-                               options[when[i]].name, shown(v, sbuf, sizeof(sbuf)));
-    }
+    int rc = when_args(a, since, until, &s, &u);
+    if (rc != 0)
+        return rc;
     if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &limit) < 0)
         return usage_error(a->cmd, "--limit wants a positive number");
 
-    path_t p;
+    cli_path_t p;
     json_t *d = NULL;
     device_path(&p, id, "/telemetry");
-    path_param(&p, "metric", a->val[OPT_METRIC]);
-    path_param(&p, "since", a->val[OPT_SINCE] ? since : NULL);
-    path_param(&p, "until", a->val[OPT_UNTIL] ? until : NULL);
-    path_param(&p, "limit", a->val[OPT_LIMIT]);
-    path_param(&p, "cursor", a->val[OPT_CURSOR]);
-    int rc = api(ctx, "GET", &p, NULL, &d);
-    cli_buf_fini(&p.b);
+    cli_path_param(&p, "metric", a->val[OPT_METRIC]);
+    cli_path_param(&p, "since", s);
+    cli_path_param(&p, "until", u);
+    cli_path_param(&p, "limit", a->val[OPT_LIMIT]);
+    cli_path_param(&p, "cursor", a->val[OPT_CURSOR]);
+    rc = api(ctx, "GET", &p, NULL, &d);
+    cli_path_fini(&p);
     if (rc != 0)
         return rc;
 
     json_t *points = json_object_get(d, "points");
     json_t *next = json_object_get(d, "next");
-    if (!json_is_array(points) || !(json_is_null(next) || json_is_string(next))) {
-        json_decref(d);
-        return unexpected("no points array or next cursor");
-    }
-    if (ctx->json) {
-        rc = print_json(d);
-        json_decref(d);
-        return rc;
-    }
-    cli_table_t t;
-    cli_table_init(&t, 3);
-    const char *header[] = {"TIME", "METRIC", "VALUE"};
-    int e = cli_table_add(&t, header);
-    size_t i;
-    json_t *pt;
-    json_array_foreach(points, i, pt)
-    {
-        char ts[CLI_TIME_MAX];
-        time_cell(json_object_get(pt, "ts"), true, ts, sizeof(ts));
-        char *val = cli_json_text(json_object_get(pt, "value"));
-        const char *cells[] = {ts, json_string_value(json_object_get(pt, "metric")), val};
-        if (e == 0)
-            e = val ? cli_table_add(&t, cells) : -ENOMEM;
-        free(val);
-    }
-    if (e < 0) {
-        errorf("out of memory");
-        rc = EXIT_SERVER;
-    } else if (t.nrows > 1) {
-        cli_table_print(&t, stdout);
-    } else {
-        fputs("drover: no telemetry points\n", stderr);
-    }
-    if (e == 0 && json_is_string(next)) {
+    if (!json_is_array(points) || !(json_is_null(next) || json_is_string(next)))
+        rc = cli_unexpected("no points array or next cursor");
+    else if (ctx->json)
+        rc = cli_print_json(d);
+    else if (cli_print_rows(points, &rows) < 0)
+        rc = cli_oom();
+    else if (json_is_string(next)) {
         char *c = cli_sanitize(json_string_value(next), 0);
-        fflush(stdout);
-        fprintf(stderr, "drover: more points: use --cursor %s\n", c ? c : "?");
+        cli_errorf("more points: use --cursor %s", c ? c : "?");
         free(c);
     }
-    cli_table_fini(&t);
     json_decref(d);
     return rc;
 }
@@ -2008,25 +1641,26 @@ static int arg_text(const args_t *a, const char *arg, const char *what, char **t
                     bool *owned)
 {
     char sbuf[64];
-    int rc = 0;
+    cli_buf_t b;
     *owned = false;
-    if (strcmp(arg, "-") == 0)
-        rc = read_fd(STDIN_FILENO, BODY_ARG_MAX, text, len);
-    else if (arg[0] == '@')
-        rc = read_file(arg + 1, BODY_ARG_MAX, text, len);
-    else {
+    if (strcmp(arg, "-") != 0 && arg[0] != '@') {
         *text = (char *)arg;
         *len = strlen(arg);
         return 0;
     }
-    if (rc == -ENOMEM) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    cli_buf_init(&b, BODY_ARG_MAX);
+    /* "@-" is a file named "-", not stdin again. */
+    int rc = arg[0] == '@' ? cli_read_path(arg + 1, &b) : cli_read_input("-", &b);
+    if (rc < 0)
+        cli_buf_wipe(&b);
+    if (rc == -ENOMEM)
+        return cli_oom();
     if (rc < 0)
         return usage_error(a->cmd, "cannot read %s from %s: %s", what,
-                           arg[0] == '@' ? shown(arg + 1, sbuf, sizeof(sbuf)) : "stdin",
+                           arg[0] == '@' ? cli_shown(arg + 1, sbuf, sizeof(sbuf)) : "stdin",
                            rc == -EFBIG ? "larger than 16 MiB" : strerror(-rc));
+    *text = b.data;
+    *len = b.len;
     *owned = true;
     return 0;
 }
@@ -2046,29 +1680,11 @@ static int json_arg(const args_t *a, const char *arg, bool want_object, const ch
     rc = cli_json_arg(text, len, want_object, out, err, sizeof(err));
     if (owned)
         free(text);
-    if (rc == -ENOMEM) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (rc == -ENOMEM)
+        return cli_oom();
     if (rc < 0)
         return usage_error(a->cmd, "%s %s", what, err);
     return 0;
-}
-
-/* POSTs/PUTs/PATCHes v as the body. Returns as api_opts() does. */
-static int send_json(ctx_t *ctx, const char *method, path_t *p, const json_t *v,
-                     const cli_http_opts_t *o, long quiet, json_t **out)
-{
-    char *body = json_util_dump(v);
-    if (body == NULL) {
-        cli_buf_fini(&p->b);
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    int rc = api_opts(ctx, method, p, body, o, quiet, out);
-    free(body);
-    cli_buf_fini(&p->b);
-    return rc;
 }
 
 static void sleep_ms(int64_t ms)
@@ -2118,7 +1734,7 @@ static int print_twin_side(const json_t *t, const char *side)
     snprintf(key, sizeof(key), "%s_version", side);
     char *ver = cli_json_text(json_object_get(t, key));
     snprintf(key, sizeof(key), "%s_at", side);
-    time_cell(json_object_get(t, key), false, ts, sizeof(ts));
+    cli_time_cell(json_object_get(t, key), false, "-", ts, sizeof(ts));
     char title[160];
     snprintf(title, sizeof(title), "%s (version %s, changed %s):", side, ver ? ver : "-", ts);
     free(ver);
@@ -2144,30 +1760,13 @@ static int print_twin(ctx_t *ctx, const json_t *t)
 {
     if (!json_is_object(t) || !json_is_object(json_object_get(t, "desired")) ||
         !json_is_object(json_object_get(t, "reported")))
-        return unexpected("not a twin object");
-    if (ctx->json)
-        return print_json(t);
-    if (show_twin(t) < 0) {
-        errorf("cannot print the answer: out of memory");
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
+        return cli_unexpected("not a twin object");
+    return print_doc(ctx, t, show_twin);
 }
 
 static int cmd_twin_get(ctx_t *ctx, const args_t *a)
 {
-    const char *id = a->pos[0];
-    if (!id_arg_ok(id))
-        return bad_id(a, id);
-    path_t p;
-    json_t *t = NULL;
-    device_path(&p, id, "/twin");
-    int rc = api(ctx, "GET", &p, NULL, &t);
-    cli_buf_fini(&p.b);
-    if (rc == 0)
-        rc = print_twin(ctx, t);
-    json_decref(t);
-    return rc;
+    return device_print(ctx, a, "GET", "/twin", print_twin);
 }
 
 static int twin_write(ctx_t *ctx, const args_t *a, bool patch)
@@ -2179,7 +1778,7 @@ static int twin_write(ctx_t *ctx, const args_t *a, bool patch)
     int64_t version = -1;
     if (a->set[OPT_IF_MATCH] && (util_parse_i64(a->val[OPT_IF_MATCH], &version) < 0 || version < 0))
         return usage_error(a->cmd, "--if-match wants a desired_version number, got '%s'",
-                           shown(a->val[OPT_IF_MATCH], sbuf, sizeof(sbuf)));
+                           cli_shown(a->val[OPT_IF_MATCH], sbuf, sizeof(sbuf)));
     json_t *doc = NULL, *t = NULL;
     int rc = json_arg(a, a->pos[1], true, patch ? "the patch" : "the desired state", &doc);
     if (rc != 0)
@@ -2191,13 +1790,13 @@ static int twin_write(ctx_t *ctx, const args_t *a, bool patch)
         .content_type = patch ? "application/merge-patch+json" : NULL,
         .if_match = version >= 0 ? etag : NULL,
     };
-    path_t p;
+    cli_path_t p;
     device_path(&p, id, "/twin/desired");
     rc = send_json(ctx, patch ? "PATCH" : "PUT", &p, doc, &o, 412, &t);
-    if (rc == API_QUIET) {
-        errorf("desired state changed since version %lld (412 precondition_failed); read it "
-               "again with `drover twin get %s`",
-               (long long)version, id);
+    if (rc == CLI_QUIET) {
+        cli_errorf("desired state changed since version %lld (412 precondition_failed); read it "
+                   "again with `drover twin get %s`",
+                   (long long)version, id);
         rc = EXIT_SERVER;
     } else if (rc == 0) {
         rc = print_twin(ctx, t);
@@ -2240,7 +1839,7 @@ static int show_command(const json_t *c)
                                            {"finished_at", "finished:"},
                                            {"expires_at", "expires:"}};
     for (size_t i = 0; i < ARRAY_SIZE(times); i++) {
-        time_cell(json_object_get(c, times[i][0]), false, ts, sizeof(ts));
+        cli_time_cell(json_object_get(c, times[i][0]), false, "-", ts, sizeof(ts));
         print_kv(times[i][1], ts);
     }
     return print_value("output:", json_object_get(c, "result"));
@@ -2249,14 +1848,8 @@ static int show_command(const json_t *c)
 static int print_command(ctx_t *ctx, const json_t *c)
 {
     if (!json_is_object(c) || json_string_value(json_object_get(c, "id")) == NULL)
-        return unexpected("not a command object");
-    if (ctx->json)
-        return print_json(c);
-    if (show_command(c) < 0) {
-        errorf("cannot print the answer: out of memory");
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
+        return cli_unexpected("not a command object");
+    return print_doc(ctx, c, show_command);
 }
 
 /* A --wait value: *bounded false for a bare --wait, else the seconds. */
@@ -2290,20 +1883,20 @@ static int wait_command(ctx_t *ctx, const char *cid, bool bounded, double secs, 
         }
         char wbuf[24];
         snprintf(wbuf, sizeof(wbuf), "%lld", (long long)w);
-        path_t p;
-        path_init(&p, "/api/v1/commands/");
-        path_escaped(&p, cid);
-        path_param(&p, "wait", wbuf);
+        cli_path_t p;
+        cli_path_init(&p, "/api/v1/commands/");
+        cli_path_escaped(&p, cid);
+        cli_path_param(&p, "wait", wbuf);
         /* The server holds the request up to w seconds, then answers. */
         cli_http_opts_t o = {.timeout_s = (double)w + ctx->timeout_s};
         json_t *next = NULL;
         int rc = api_opts(ctx, "GET", &p, NULL, &o, 0, &next);
-        cli_buf_fini(&p.b);
+        cli_path_fini(&p);
         if (rc != 0)
             return rc;
         if (!json_is_object(next)) {
             json_decref(next);
-            return unexpected("not a command object");
+            return cli_unexpected("not a command object");
         }
         json_decref(*cmd);
         *cmd = next;
@@ -2324,14 +1917,14 @@ static int finish_command(ctx_t *ctx, const args_t *a, const json_t *c)
     if (strcmp(st, "succeeded") == 0)
         rc = EXIT_OK;
     else if (strcmp(st, "rejected") == 0)
-        errorf("command %s was rejected by the device", id ? id : "?");
+        cli_errorf("command %s was rejected by the device", id ? id : "?");
     else if (strcmp(st, "expired") == 0)
-        errorf("command %s expired: the device did not answer in time", id ? id : "?");
+        cli_errorf("command %s expired: the device did not answer in time", id ? id : "?");
     else if (cli_command_final(st))
-        errorf("command %s %s", id ? id : "?", ss ? ss : "?");
+        cli_errorf("command %s %s", id ? id : "?", ss ? ss : "?");
     else
-        errorf("command %s is still %s after waiting %s s", id ? id : "?", ss ? ss : "?",
-               a->val[OPT_WAIT] ? a->val[OPT_WAIT] : "?");
+        cli_errorf("command %s is still %s after waiting %s s", id ? id : "?", ss ? ss : "?",
+                   a->val[OPT_WAIT] ? a->val[OPT_WAIT] : "?");
     if (strcmp(st, "succeeded") != 0)
         rc = EXIT_SERVER;
     free(id);
@@ -2343,7 +1936,7 @@ static int bad_name(const args_t *a, const char *name)
 {
     char sbuf[64];
     return usage_error(a->cmd, "invalid command name '%s': 1 to 64 characters of A-Z a-z 0-9 . _ -",
-                       shown(name, sbuf, sizeof(sbuf)));
+                       cli_shown(name, sbuf, sizeof(sbuf)));
 }
 
 /* {"name", "params", "timeout_s"} from NAME, --params, --param, --timeout.
@@ -2381,12 +1974,21 @@ static int command_spec(const args_t *a, const char *name, json_t **out)
         json_decref(spec);
         spec = NULL;
     }
-    if (spec == NULL) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
+    if (spec == NULL)
+        return cli_oom();
     *out = spec;
     return 0;
+}
+
+/* A command just sent or read: printed, or with --wait followed (cid is
+ * its id, not in *c, which is replaced) until it ends. */
+static int show_or_wait(ctx_t *ctx, const args_t *a, const char *cid, bool bounded, double secs,
+                        json_t **c)
+{
+    if (!a->set[OPT_WAIT])
+        return print_command(ctx, *c);
+    int rc = wait_command(ctx, cid, bounded, secs, c);
+    return rc == 0 ? finish_command(ctx, a, *c) : rc;
 }
 
 static int cmd_cmd_send(ctx_t *ctx, const args_t *a)
@@ -2402,23 +2004,19 @@ static int cmd_cmd_send(ctx_t *ctx, const args_t *a)
         rc = command_spec(a, a->pos[1], &spec);
     if (rc != 0)
         return rc;
-    path_t p;
+    cli_path_t p;
     device_path(&p, id, "/commands");
     rc = send_json(ctx, "POST", &p, spec, NULL, 0, &c);
     json_decref(spec);
     if (rc != 0)
         return rc;
     const char *cid = json_string_value(json_object_get(c, "id"));
-    if (!json_is_object(c) || cid == NULL || !id_arg_ok(cid))
-        rc = unexpected("not a command object");
-    else if (!a->set[OPT_WAIT])
-        rc = print_command(ctx, c);
-    else {
-        char cidbuf[DROVER_ID_MAX + 1];
+    char cidbuf[DROVER_ID_MAX + 1];
+    if (!json_is_object(c) || cid == NULL || !id_arg_ok(cid)) {
+        rc = cli_unexpected("not a command object");
+    } else {
         snprintf(cidbuf, sizeof(cidbuf), "%s", cid);
-        rc = wait_command(ctx, cidbuf, bounded, secs, &c);
-        if (rc == 0)
-            rc = finish_command(ctx, a, c);
+        rc = show_or_wait(ctx, a, cidbuf, bounded, secs, &c);
     }
     json_decref(c);
     return rc;
@@ -2429,164 +2027,76 @@ static int cmd_cmd_show(ctx_t *ctx, const args_t *a)
     const char *cid = a->pos[0];
     char sbuf[64];
     if (!id_arg_ok(cid))
-        return usage_error(a->cmd, "invalid command id '%s'", shown(cid, sbuf, sizeof(sbuf)));
+        return usage_error(a->cmd, "invalid command id '%s'", cli_shown(cid, sbuf, sizeof(sbuf)));
     bool bounded;
     double secs;
     int rc = wait_arg(a, &bounded, &secs);
     if (rc != 0)
         return rc;
-    path_t p;
+    cli_path_t p;
     json_t *c = NULL;
-    path_init(&p, "/api/v1/commands/");
-    path_escaped(&p, cid);
+    cli_path_init(&p, "/api/v1/commands/");
+    cli_path_escaped(&p, cid);
     rc = api(ctx, "GET", &p, NULL, &c);
-    cli_buf_fini(&p.b);
+    cli_path_fini(&p);
     if (rc != 0)
         return rc;
     if (!json_is_object(c))
-        rc = unexpected("not a command object");
-    else if (!a->set[OPT_WAIT])
-        rc = print_command(ctx, c);
-    else {
-        rc = wait_command(ctx, cid, bounded, secs, &c);
-        if (rc == 0)
-            rc = finish_command(ctx, a, c);
-    }
+        rc = cli_unexpected("not a command object");
+    else
+        rc = show_or_wait(ctx, a, cid, bounded, secs, &c);
     json_decref(c);
     return rc;
 }
 
-/*
- * GETs base (an escaped path) with ?limit= and ?cursor= from the options:
- * one page, or with --all every page. *out is the first page with its `key`
- * array holding every item fetched and `next` the last page's cursor.
- * Returns 0 or an exit status.
- */
-static int get_pages(ctx_t *ctx, const args_t *a, const char *base, const char *key, json_t **out)
+static int command_row(cli_table_t *t, const json_t *c, void *arg)
 {
-    int limit;
-    if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &limit) < 0)
-        return usage_error(a->cmd, "--limit wants a positive number");
-    json_t *doc = NULL;
-    char *cursor = a->val[OPT_CURSOR] ? strdup(a->val[OPT_CURSOR]) : NULL;
-    int rc = EXIT_SERVER;
-    if (a->val[OPT_CURSOR] && cursor == NULL)
-        goto oom;
-    for (;;) {
-        path_t p;
-        json_t *page = NULL;
-        path_init(&p, base);
-        path_param(&p, "limit", a->val[OPT_LIMIT]);
-        path_param(&p, "cursor", cursor);
-        rc = api(ctx, "GET", &p, NULL, &page);
-        cli_buf_fini(&p.b);
-        if (rc != 0)
-            goto done;
-        json_t *items = json_object_get(page, key);
-        json_t *next = json_object_get(page, "next");
-        if (!json_is_array(items) || !(json_is_null(next) || json_is_string(next))) {
-            json_decref(page);
-            errorf("unexpected answer from the server: no %s array or next cursor", key);
-            rc = EXIT_SERVER;
-            goto done;
-        }
-        int e = 0;
-        if (doc == NULL)
-            doc = json_incref(page);
-        else if (json_array_extend(json_object_get(doc, key), items) < 0 ||
-                 json_object_set(doc, "next", next) < 0)
-            e = -ENOMEM;
-        if (e == 0 && json_array_size(json_object_get(doc, key)) > CLI_TABLE_ROWS_MAX)
-            e = -EFBIG;
-        const char *n = json_string_value(next);
-        bool stuck = n && (json_array_size(items) == 0 || (cursor && strcmp(n, cursor) == 0));
-        free(cursor);
-        cursor = n ? strdup(n) : NULL;
-        json_decref(page);
-        if (e == -EFBIG) {
-            errorf("too many %s to list at once", key);
-            rc = EXIT_SERVER;
-            goto done;
-        }
-        if (e < 0 || (n && cursor == NULL))
-            goto oom;
-        if (stuck) {
-            rc = unexpected("the next cursor does not advance");
-            goto done;
-        }
-        if (cursor == NULL || !a->set[OPT_ALL])
-            break;
-    }
-    *out = doc;
-    doc = NULL;
-    rc = 0;
-    goto done;
-oom:
-    errorf("out of memory");
-    rc = EXIT_SERVER;
-done:
-    free(cursor);
-    json_decref(doc);
-    return rc;
+    (void)arg;
+    char created[CLI_TIME_MAX], finished[CLI_TIME_MAX];
+    cli_time_cell(json_object_get(c, "created_at"), false, "-", created, sizeof(created));
+    cli_time_cell(json_object_get(c, "finished_at"), false, "-", finished, sizeof(finished));
+    const char *cells[] = {json_string_value(json_object_get(c, "id")),
+                           json_string_value(json_object_get(c, "name")),
+                           json_string_value(json_object_get(c, "status")), created, finished};
+    return cli_table_add(t, cells);
 }
 
-/* The cursor hint after a page that is not the last. */
-static void more_hint(const json_t *doc, const char *what)
+/* Every page (or one) of base: as cli_get_pages after connecting. */
+static int get_pages(ctx_t *ctx, const cli_path_t *base, const char *key, const cli_pages_t *pg,
+                     json_t **out)
 {
-    const char *n = json_string_value(json_object_get(doc, "next"));
-    if (n == NULL)
-        return;
-    char *c = cli_sanitize(n, 0);
-    fflush(stdout);
-    fprintf(stderr, "drover: more %s: use --all, or --cursor %s\n", what, c ? c : "?");
-    free(c);
+    cli_conn_t c;
+    int rc = base->err ? EXIT_SERVER : conn_ctx(ctx, &c);
+    if (rc == 0)
+        rc = cli_get_pages(&c, base->b.data, key, pg, out);
+    return rc;
 }
 
 static int cmd_cmd_list(ctx_t *ctx, const args_t *a)
 {
+    static const char *const header[] = {"ID", "NAME", "STATUS", "CREATED", "FINISHED"};
+    const cli_rows_t rows = {
+        .ncols = 5, .header = header, .row = command_row, .none = "no commands"};
     const char *id = a->pos[0];
+    cli_pages_t pg;
     if (!id_arg_ok(id))
         return bad_id(a, id);
-    path_t p;
-    device_path(&p, id, "/commands");
-    json_t *doc = NULL;
-    int rc = p.err ? EXIT_SERVER : get_pages(ctx, a, p.b.data, "commands", &doc);
-    cli_buf_fini(&p.b);
+    int rc = pages_arg(a, &pg);
     if (rc != 0)
         return rc;
-    if (ctx->json) {
-        rc = print_json(doc);
-        json_decref(doc);
+    cli_path_t p;
+    json_t *doc = NULL;
+    device_path(&p, id, "/commands");
+    rc = get_pages(ctx, &p, "commands", &pg, &doc);
+    cli_path_fini(&p);
+    if (rc != 0)
         return rc;
-    }
-    cli_table_t t;
-    cli_table_init(&t, 5);
-    const char *header[] = {"ID", "NAME", "STATUS", "CREATED", "FINISHED"};
-    int e = cli_table_add(&t, header);
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(doc, "commands"), i, c)
-    {
-        char created[CLI_TIME_MAX], finished[CLI_TIME_MAX];
-        time_cell(json_object_get(c, "created_at"), false, created, sizeof(created));
-        time_cell(json_object_get(c, "finished_at"), false, finished, sizeof(finished));
-        const char *cells[] = {json_string_value(json_object_get(c, "id")),
-                               json_string_value(json_object_get(c, "name")),
-                               json_string_value(json_object_get(c, "status")), created, finished};
-        if (e == 0)
-            e = cli_table_add(&t, cells);
-    }
-    if (e < 0) {
-        errorf("out of memory");
-        rc = EXIT_SERVER;
-    } else if (t.nrows > 1) {
-        cli_table_print(&t, stdout);
-    } else {
-        fputs("drover: no commands\n", stderr);
-    }
-    if (e == 0)
-        more_hint(doc, "commands");
-    cli_table_fini(&t);
+    if (ctx->json)
+        rc = cli_print_json(doc);
+    else if (cli_print_rows(json_object_get(doc, "commands"), &rows) < 0)
+        rc = cli_oom();
+    else
+        cli_more_hint(doc, "commands");
     json_decref(doc);
     return rc;
 }
@@ -2601,9 +2111,9 @@ static int show_job(const json_t *j)
     print_kv("kind:", json_string_value(json_object_get(j, "kind")));
     print_kv("status:", json_string_value(json_object_get(j, "status")));
     print_compact("devices:", json_object_get(j, "total"), 0);
-    time_cell(json_object_get(j, "created_at"), false, ts, sizeof(ts));
+    cli_time_cell(json_object_get(j, "created_at"), false, "-", ts, sizeof(ts));
     print_kv("created:", ts);
-    time_cell(json_object_get(j, "finished_at"), false, ts, sizeof(ts));
+    cli_time_cell(json_object_get(j, "finished_at"), false, "-", ts, sizeof(ts));
     print_kv("finished:", ts);
     json_t *spec = json_object_get(j, "spec");
     json_t *target = json_object_get(spec, "target");
@@ -2681,13 +2191,8 @@ static int print_job(ctx_t *ctx, json_t *j)
     if (ctx->json) {
         json_object_del(j, "devices");
         json_object_del(j, "next");
-        return print_json(j);
     }
-    if (show_job(j) < 0) {
-        errorf("cannot print the answer: out of memory");
-        return EXIT_SERVER;
-    }
-    return EXIT_OK;
+    return print_doc(ctx, j, show_job);
 }
 
 static int64_t count_of(const json_t *j, const char *state)
@@ -2709,7 +2214,7 @@ static int follow_job(ctx_t *ctx, const args_t *a, json_t *job)
     char jid[DROVER_ID_MAX + 1];
     if (!job_ok(job) || !id_arg_ok(json_string_value(json_object_get(job, "id")))) {
         json_decref(job);
-        return unexpected("not a job object");
+        return cli_unexpected("not a job object");
     }
     snprintf(jid, sizeof(jid), "%s", json_string_value(json_object_get(job, "id")));
     if (!a->set[OPT_WAIT]) {
@@ -2742,7 +2247,7 @@ static int follow_job(ctx_t *ctx, const args_t *a, json_t *job)
                 rc = print_job(ctx, job);
                 json_decref(job);
                 fflush(stdout);
-                errorf("job %s is still running after %s s", jid, a->val[OPT_WAIT]);
+                cli_errorf("job %s is still running after %s s", jid, a->val[OPT_WAIT]);
                 return rc == EXIT_OK ? EXIT_SERVER : rc;
             }
             sleep_ms(delay_ms < left_ms ? delay_ms : left_ms);
@@ -2750,13 +2255,13 @@ static int follow_job(ctx_t *ctx, const args_t *a, json_t *job)
             sleep_ms(delay_ms);
         }
         delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
-        path_t p;
+        cli_path_t p;
         json_t *next = NULL;
-        path_init(&p, "/api/v1/jobs/");
-        path_escaped(&p, jid);
-        path_param(&p, "limit", "1");
+        cli_path_init(&p, "/api/v1/jobs/");
+        cli_path_escaped(&p, jid);
+        cli_path_param(&p, "limit", "1");
         rc = api(ctx, "GET", &p, NULL, &next);
-        cli_buf_fini(&p.b);
+        cli_path_fini(&p);
         if (rc != 0) {
             json_decref(job);
             return rc;
@@ -2764,7 +2269,7 @@ static int follow_job(ctx_t *ctx, const args_t *a, json_t *job)
         if (!job_ok(next)) {
             json_decref(next);
             json_decref(job);
-            return unexpected("not a job object");
+            return cli_unexpected("not a job object");
         }
         json_decref(job);
         job = next;
@@ -2776,12 +2281,12 @@ static int follow_job(ctx_t *ctx, const args_t *a, json_t *job)
     int64_t good = count_of(job, "succeeded") + count_of(job, "applied");
     if (rc == EXIT_OK && strcmp(st, "done") != 0) {
         char *ss = cli_sanitize(st, 32);
-        errorf("job %s ended %s", jid, ss ? ss : "?");
+        cli_errorf("job %s ended %s", jid, ss ? ss : "?");
         free(ss);
         rc = EXIT_SERVER;
     } else if (rc == EXIT_OK && good < total) {
-        errorf("job %s: %lld of %lld devices did not succeed; see `drover job show %s`", jid,
-               (long long)(total - good), (long long)total, jid);
+        cli_errorf("job %s: %lld of %lld devices did not succeed; see `drover job show %s`", jid,
+                   (long long)(total - good), (long long)total, jid);
         rc = EXIT_SERVER;
     }
     json_decref(job);
@@ -2796,67 +2301,57 @@ static int target_arg(const args_t *a, json_t **out)
                               a->set[OPT_ALL_DEVICES], out, err, sizeof(err));
     if (rc == -EINVAL)
         return usage_error(a->cmd, "%s", err);
-    if (rc < 0) {
-        errorf("out of memory");
-        return EXIT_SERVER;
-    }
-    return 0;
+    return rc < 0 ? cli_oom() : 0;
+}
+
+/* --wait checked, and the target of a bulk command. */
+static int bulk_args(const args_t *a, json_t **target)
+{
+    bool bounded;
+    double secs;
+    int rc = wait_arg(a, &bounded, &secs);
+    return rc != 0 ? rc : target_arg(a, target);
+}
+
+/* POSTs a bulk job and prints or follows it. */
+static int bulk_post(ctx_t *ctx, const args_t *a, const char *path, const json_t *body)
+{
+    json_t *job = NULL;
+    cli_path_t p;
+    cli_path_init(&p, path);
+    int rc = send_json(ctx, "POST", &p, body, NULL, 0, &job);
+    return rc != 0 ? rc : follow_job(ctx, a, job);
 }
 
 static int cmd_bulk_cmd(ctx_t *ctx, const args_t *a)
 {
-    bool bounded;
-    double secs;
-    json_t *target = NULL, *spec = NULL, *job = NULL;
-    int rc = wait_arg(a, &bounded, &secs);
-    if (rc == 0)
-        rc = target_arg(a, &target);
+    json_t *target = NULL, *spec = NULL;
+    int rc = bulk_args(a, &target);
     if (rc == 0)
         rc = command_spec(a, a->pos[0], &spec);
-    if (rc == 0 && json_object_set(spec, "target", target) < 0) {
-        errorf("out of memory");
-        rc = EXIT_SERVER;
-    }
-    if (rc == 0) {
-        path_t p;
-        path_init(&p, "/api/v1/bulk/commands");
-        rc = send_json(ctx, "POST", &p, spec, NULL, 0, &job);
-    }
+    if (rc == 0 && json_object_set(spec, "target", target) < 0)
+        rc = cli_oom();
+    if (rc == 0)
+        rc = bulk_post(ctx, a, "/api/v1/bulk/commands", spec);
     json_decref(target);
     json_decref(spec);
-    if (rc != 0)
-        return rc;
-    return follow_job(ctx, a, job);
+    return rc;
 }
 
 static int cmd_bulk_twin(ctx_t *ctx, const args_t *a)
 {
-    bool bounded;
-    double secs;
-    json_t *target = NULL, *patch = NULL, *body = NULL, *job = NULL;
-    int rc = wait_arg(a, &bounded, &secs);
-    if (rc == 0)
-        rc = target_arg(a, &target);
+    json_t *target = NULL, *patch = NULL, *body = NULL;
+    int rc = bulk_args(a, &target);
     if (rc == 0)
         rc = json_arg(a, a->pos[0], true, "the patch", &patch);
-    if (rc == 0) {
-        body = json_pack("{s:O, s:O}", "target", target, "patch", patch);
-        if (body == NULL) {
-            errorf("out of memory");
-            rc = EXIT_SERVER;
-        }
-    }
-    if (rc == 0) {
-        path_t p;
-        path_init(&p, "/api/v1/bulk/twin");
-        rc = send_json(ctx, "POST", &p, body, NULL, 0, &job);
-    }
+    if (rc == 0 && (body = json_pack("{s:O, s:O}", "target", target, "patch", patch)) == NULL)
+        rc = cli_oom();
+    if (rc == 0)
+        rc = bulk_post(ctx, a, "/api/v1/bulk/twin", body);
     json_decref(target);
     json_decref(patch);
     json_decref(body);
-    if (rc != 0)
-        return rc;
-    return follow_job(ctx, a, job);
+    return rc;
 }
 
 static int cmd_job_show(ctx_t *ctx, const args_t *a)
@@ -2864,21 +2359,25 @@ static int cmd_job_show(ctx_t *ctx, const args_t *a)
     const char *jid = a->pos[0];
     char sbuf[64];
     if (!id_arg_ok(jid))
-        return usage_error(a->cmd, "invalid job id '%s'", shown(jid, sbuf, sizeof(sbuf)));
-    path_t p;
-    path_init(&p, "/api/v1/jobs/");
-    path_escaped(&p, jid);
+        return usage_error(a->cmd, "invalid job id '%s'", cli_shown(jid, sbuf, sizeof(sbuf)));
+    cli_pages_t pg;
+    int rc = pages_arg(a, &pg);
+    if (rc != 0)
+        return rc;
+    cli_path_t p;
+    cli_path_init(&p, "/api/v1/jobs/");
+    cli_path_escaped(&p, jid);
     json_t *doc = NULL;
-    int rc = p.err ? EXIT_SERVER : get_pages(ctx, a, p.b.data, "devices", &doc);
-    cli_buf_fini(&p.b);
+    rc = get_pages(ctx, &p, "devices", &pg, &doc);
+    cli_path_fini(&p);
     if (rc != 0)
         return rc;
     if (!job_ok(doc)) {
         json_decref(doc);
-        return unexpected("not a job object");
+        return cli_unexpected("not a job object");
     }
     if (ctx->json) {
-        rc = print_json(doc);
+        rc = cli_print_json(doc);
         json_decref(doc);
         return rc;
     }
@@ -2901,79 +2400,52 @@ static int cmd_job_show(ctx_t *ctx, const args_t *a)
             e = cli_table_add(&t, cells);
     }
     if (e < 0) {
-        errorf("out of memory");
+        cli_errorf("out of memory");
         rc = EXIT_SERVER;
     } else if (t.nrows > 1) {
         putchar('\n');
         cli_table_print(&t, stdout);
     }
     if (e == 0)
-        more_hint(doc, "devices");
+        cli_more_hint(doc, "devices");
     cli_table_fini(&t);
     json_decref(doc);
     return rc;
 }
 
 /* audit list | export | verify: the work is in cmd_audit.c. */
+static int family_connect(void *arg, bool with_token, cli_conn_t *out);
+
 static int cmd_audit(ctx_t *ctx, const args_t *a)
 {
-    char since[128], until[128], sbuf[64];
+    char since[128], until[128];
     cli_audit_opts_t o = {.actor = a->val[OPT_ACTOR],
                           .object = a->val[OPT_OBJECT],
                           .cursor = a->val[OPT_CURSOR],
                           .file = a->val[OPT_FILE],
                           .all = a->set[OPT_ALL],
                           .json = ctx->json};
-    int64_t now = util_now_ms();
-    const int when[2] = {OPT_SINCE, OPT_UNTIL};
-    char *out[2] = {since, until};
-    for (int i = 0; i < 2; i++) {
-        const char *v = a->val[when[i]];
-        if (v != NULL && cli_parse_when(v, now, out[i], sizeof(since)) < 0)
-            return usage_error(a->cmd,
-                               "--%s wants epoch ms, RFC 3339, now, or -N followed by s, m, h, d "
-                               "or w; got '%s'",
-                               options[when[i]].name, shown(v, sbuf, sizeof(sbuf)));
-    }
-    o.since = a->val[OPT_SINCE] ? since : NULL;
-    o.until = a->val[OPT_UNTIL] ? until : NULL;
+    int rc = when_args(a, since, until, &o.since, &o.until);
+    if (rc != 0)
+        return rc;
     if (a->set[OPT_LIMIT] && cli_parse_count(a->val[OPT_LIMIT], &o.limit) < 0)
         return usage_error(a->cmd, "--limit wants a positive number");
-    if (o.file == NULL) {
-        int rc = connect_ctx(ctx);
-        if (rc != 0)
-            return rc;
-    }
-    return cli_audit_run(a->cmd->path + strlen("audit "), ctx->http, ctx->server, &o);
+    cli_conn_t c = {NULL, NULL, 0};
+    if (o.file == NULL && (rc = family_connect(ctx, true, &c)) != 0)
+        return rc;
+    return cli_audit_run(a->cmd->path + strlen("audit "), &c, &o);
 }
 
 /* The connection for cmd_operators.c: with a token, or (login) without. */
-static int ops_connect(void *arg, bool with_token, cli_http_t **http, const char **server)
+/* The connection for cmd_audit.c, cmd_operators.c and cmd_pki.c: with a
+ * token, or (login, ca, provision) without. */
+static int family_connect(void *arg, bool with_token, cli_conn_t *out)
 {
     ctx_t *ctx = arg;
-    int rc = 0;
-    if (with_token) {
-        rc = connect_ctx(ctx);
-    } else if (ctx->http == NULL) {
-        rc = resolve_server(ctx, ctx->args, ctx->cfg);
-        if (rc == 0 && !ctx->curl_ready) {
-            if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                errorf("cannot initialise libcurl");
-                return EXIT_SERVER;
-            }
-            ctx->curl_ready = true;
-        }
-        if (rc == 0 && cli_http_new(ctx->server, NULL, ctx->timeout_s, &ctx->http) < 0) {
-            errorf("out of memory");
-            return EXIT_SERVER;
-        }
-        if (rc == 0)
-            rc = set_cacert(ctx);
-    }
+    int rc = connect_ctx(ctx, with_token);
     if (rc != 0)
         return rc;
-    *http = ctx->http;
-    *server = ctx->server;
+    *out = (cli_conn_t){ctx->http, ctx->server, 0};
     return 0;
 }
 
@@ -2988,7 +2460,7 @@ static int cmd_operators(ctx_t *ctx, const args_t *a)
                         .disable = a->set[OPT_DISABLE],
                         .enable = a->set[OPT_ENABLE],
                         .json = ctx->json};
-    return cli_ops_run(a->cmd->path, &o, ops_connect, ctx);
+    return cli_ops_run(a->cmd->path, &o, family_connect, ctx);
 }
 
 /* enroll, cert, ca, device import|revoke and provision: the work is in
@@ -3014,7 +2486,7 @@ static int cmd_pki(ctx_t *ctx, const args_t *a)
                         .claim_token = a->val[OPT_CLAIM_TOKEN],
                         .id = a->val[OPT_ID],
                         .json = ctx->json};
-    int rc = cli_pki_run(a->cmd->path, &o, ops_connect, ctx);
+    int rc = cli_pki_run(a->cmd->path, &o, family_connect, ctx);
     json_decref(desired);
     return rc;
 }
@@ -3036,7 +2508,7 @@ static int cmd_help(ctx_t *ctx, const args_t *a)
         print_group_help(stdout, a->pos[0]);
         return EXIT_OK;
     }
-    return usage_error(NULL, "no such command '%s%s%s'", shown(a->pos[0], sbuf, sizeof(sbuf)),
+    return usage_error(NULL, "no such command '%s%s%s'", cli_shown(a->pos[0], sbuf, sizeof(sbuf)),
                        a->npos > 1 ? " " : "", a->npos > 1 ? a->pos[1] : "");
 }
 

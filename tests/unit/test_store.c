@@ -26,152 +26,16 @@
 #include "common/util.h"
 #include "store/sqlite_internal.h"
 #include "store/store.h"
-
-typedef struct rec {
-    int called;
-    int rc;
-    int64_t value;
-    int order;
-} rec_t;
-
-typedef struct fix {
-    char dir[64];
-    struct event_base *base;
-    store_t *st;
-} fix_t;
-
-static int g_done;  /* callbacks run so far */
-static int g_order; /* order stamp handed to the next callback */
-
-static void on_done(void *arg, int rc, int64_t value)
-{
-    rec_t *r = arg;
-    r->called++;
-    r->rc = rc;
-    r->value = value;
-    r->order = ++g_order;
-    g_done++;
-}
-
-/* Runs the loop until `target` callbacks have run in total (10 s cap). */
-static void wait_done(fix_t *f, int target)
-{
-    int64_t deadline = util_mono_us() + 10 * 1000 * 1000;
-    while (g_done < target) {
-        assert_true(util_mono_us() < deadline);
-        if (event_base_loop(f->base, EVLOOP_ONCE) == 1)
-            usleep(1000); /* no event added: nothing pending */
-    }
-}
-
-static void path_of(const fix_t *f, const char *name, char *out, size_t outlen)
-{
-    int n = snprintf(out, outlen, "%s/%s", f->dir, name);
-    assert_true(n > 0 && (size_t)n < outlen);
-}
+#include "store_fixture.h"
 
 static int setup(void **state)
 {
-    fix_t *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/drover-store-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
-    g_done = 0;
-    g_order = 0;
-    *state = f;
-    return 0;
+    return store_fix_setup(state, "/tmp/drover-store-XXXXXX", 10);
 }
 
 static int teardown(void **state)
 {
-    fix_t *f = *state;
-    store_close(f->st);
-    event_base_free(f->base);
-    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-        char p[128];
-        path_of(f, files[i], p, sizeof(p));
-        unlink(p);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
-static void reopen(fix_t *f)
-{
-    store_close(f->st);
-    f->st = NULL;
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
-}
-
-/* A second connection to the same file, for setting up odd states. */
-static sqlite3 *raw_open(const fix_t *f)
-{
-    char p[128];
-    sqlite3 *db = NULL;
-    path_of(f, "drover.db", p, sizeof(p));
-    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-static void raw_exec(sqlite3 *db, const char *sql)
-{
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-}
-
-static int64_t raw_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-}
-
-/* Holds the write lock so the storage thread blocks in BEGIN on the batch
- * of a dummy job; the caller's next submissions then queue up together. */
-static sqlite3 *hold_writer(fix_t *f, rec_t *dummy)
-{
-    sqlite3 *db = raw_open(f);
-    raw_exec(db, "BEGIN IMMEDIATE");
-    store_device_set_presence(f->st, 999999, true, 1, on_done, dummy);
-    usleep(100 * 1000); /* the thread takes the dummy and waits on the lock */
-    return db;
-}
-
-static void release_writer(sqlite3 *db)
-{
-    raw_exec(db, "COMMIT");
-    sqlite3_close(db);
-}
-
-static void make_device(store_device_t *d, const char *id, const char *tags)
-{
-    memset(d, 0, sizeof(*d));
-    snprintf(d->id, sizeof(d->id), "%s", id);
-    d->tags_json = (char *)tags;
-    memset(d->salt, 0x11, sizeof(d->salt));
-    memset(d->secret_hash, 0x22, sizeof(d->secret_hash));
-    d->created_at = 1700000000000LL;
-}
-
-/* Inserts a device and waits; returns its key. */
-static int64_t insert_device(fix_t *f, const char *id, const char *tags)
-{
-    store_device_t d;
-    rec_t r = {0};
-    make_device(&d, id, tags);
-    store_device_insert(f->st, &d, on_done, &r);
-    wait_done(f, g_done + 1);
-    assert_int_equal(r.rc, 0);
-    assert_true(r.value > 0);
-    return r.value;
+    return store_fix_teardown(state);
 }
 
 /* ---- Open, reopen, migrations ------------------------------------------ */
@@ -203,10 +67,10 @@ static void test_migrations_idempotent(void **state)
     reopen(f);
     reopen(f);
     sqlite3 *db = raw_open(f);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_version"), 1);
-    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"),
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(raw_db_int(db, "SELECT version FROM schema_version"),
                      store_sqlite_schema_version());
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM devices"), 1);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM devices"), 1);
     sqlite3_stmt *s = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
@@ -232,7 +96,7 @@ static void test_future_version_refused(void **state)
 
     /* Not even switched to WAL: the file was left as it was. */
     db = raw_open(f);
-    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"),
+    assert_int_equal(raw_db_int(db, "SELECT version FROM schema_version"),
                      store_sqlite_schema_version() + 1);
     sqlite3_stmt *s = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
@@ -380,7 +244,7 @@ static void test_presence_collapse(void **state)
 
     db = raw_open(f);
     /* dummy (missing key, 0 rows), one for k1, one for k2. */
-    assert_int_equal(raw_int(db, "SELECT n FROM upd"), 2);
+    assert_int_equal(raw_db_int(db, "SELECT n FROM upd"), 2);
     raw_exec(db, "DROP TRIGGER count_upd; DROP TABLE upd;");
     sqlite3_close(db);
 
@@ -610,8 +474,8 @@ static void test_latest_in_one_batch(void **state)
     memset(&s, 0, sizeof(s));
     assert_int_equal(store_telemetry_latest(f->st, gone, on_latest, &s), 0);
     sqlite3 *raw = raw_open(f);
-    assert_int_equal(raw_int(raw, "SELECT count(*) FROM telemetry_latest"), 3);
-    assert_int_equal(raw_int(raw, "SELECT count(*) FROM telemetry"),
+    assert_int_equal(raw_db_int(raw, "SELECT count(*) FROM telemetry_latest"), 3);
+    assert_int_equal(raw_db_int(raw, "SELECT count(*) FROM telemetry"),
                      8); /* 10 written, 2 of the deleted device gone */
     sqlite3_close(raw);
 }
@@ -692,8 +556,8 @@ static void test_delete_cascades(void **state)
     assert_int_equal(query(f, keep, NULL, 0, INT64_MAX, 0, -1, 100, &s), 2);
 
     sqlite3 *db = raw_open(f);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM telemetry"), 2);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM telemetry_latest"), 1);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM telemetry"), 2);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM telemetry_latest"), 1);
     sqlite3_close(db);
 
     /* A new device never reuses the deleted key. */

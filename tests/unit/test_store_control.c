@@ -24,150 +24,17 @@
 #include "common/util.h"
 #include "store/sqlite_internal.h"
 #include "store/store.h"
-
-typedef struct rec {
-    int called;
-    int rc;
-    int64_t value;
-    int order;
-} rec_t;
-
-typedef struct fix {
-    char dir[64];
-    struct event_base *base;
-    store_t *st;
-} fix_t;
-
-static int g_done;
-static int g_order;
-
-static void on_done(void *arg, int rc, int64_t value)
-{
-    rec_t *r = arg;
-    r->called++;
-    r->rc = rc;
-    r->value = value;
-    r->order = ++g_order;
-    g_done++;
-}
-
-/* Runs the loop until `target` callbacks have run in total (20 s cap). */
-static void wait_done(fix_t *f, int target)
-{
-    int64_t deadline = util_mono_us() + 20 * 1000 * 1000;
-    while (g_done < target) {
-        assert_true(util_mono_us() < deadline);
-        if (event_base_loop(f->base, EVLOOP_ONCE) == 1)
-            usleep(1000);
-    }
-}
-
-static void path_of(const fix_t *f, const char *name, char *out, size_t outlen)
-{
-    int n = snprintf(out, outlen, "%s/%s", f->dir, name);
-    assert_true(n > 0 && (size_t)n < outlen);
-}
-
-static void remove_files(const fix_t *f)
-{
-    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-        char p[128];
-        path_of(f, files[i], p, sizeof(p));
-        unlink(p);
-    }
-}
+#include "store_fixture.h"
 
 static int setup(void **state)
 {
-    fix_t *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/drover-storectl-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
-    g_done = 0;
-    g_order = 0;
-    *state = f;
-    return 0;
+    return store_fix_setup(state, "/tmp/drover-storectl-XXXXXX", 20);
 }
 
 static int teardown(void **state)
 {
-    fix_t *f = *state;
-    store_close(f->st);
-    event_base_free(f->base);
-    remove_files(f);
-    rmdir(f->dir);
-    free(f);
-    return 0;
+    return store_fix_teardown(state);
 }
-
-static sqlite3 *raw_open(const fix_t *f)
-{
-    char p[128];
-    sqlite3 *db = NULL;
-    path_of(f, "drover.db", p, sizeof(p));
-    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-static void raw_exec(sqlite3 *db, const char *sql)
-{
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-}
-
-static int64_t raw_int(const fix_t *f, const char *sql)
-{
-    sqlite3 *db = raw_open(f);
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-/* Holds the write lock so the storage thread blocks in BEGIN on the batch
- * of a dummy job; the caller's next submissions then queue up together. */
-static sqlite3 *hold_writer(fix_t *f, rec_t *dummy)
-{
-    sqlite3 *db = raw_open(f);
-    raw_exec(db, "BEGIN IMMEDIATE");
-    store_device_set_presence(f->st, 999999, true, 1, on_done, dummy);
-    usleep(100 * 1000);
-    return db;
-}
-
-static void release_writer(sqlite3 *db)
-{
-    raw_exec(db, "COMMIT");
-    sqlite3_close(db);
-}
-
-static int64_t insert_device(fix_t *f, const char *id)
-{
-    store_device_t d;
-    rec_t r = {0};
-    memset(&d, 0, sizeof(d));
-    snprintf(d.id, sizeof(d.id), "%s", id);
-    d.created_at = 1700000000000LL;
-    store_device_insert(f->st, &d, on_done, &r);
-    wait_done(f, g_done + 1);
-    assert_int_equal(r.rc, 0);
-    return r.value;
-}
-
-/* Runs one write to completion and returns its rc. */
-#define RUN(f, call_with_rec)                                                                      \
-    do {                                                                                           \
-        int before_ = g_done;                                                                      \
-        call_with_rec;                                                                             \
-        wait_done((f), before_ + 1);                                                               \
-    } while (0)
 
 static void make_command(store_command_t *c, const char *id, int64_t key, int64_t created_at,
                          const char *status, const char *job)
@@ -193,25 +60,10 @@ static int insert_commands(fix_t *f, const store_command_t *cmds, size_t n)
 
 /* ---- Telemetry seq ------------------------------------------------------ */
 
-static int on_device_seq(void *arg, const store_device_t *d)
-{
-    int64_t *seq = arg;
-    *seq = d->last_seq;
-    return 0;
-}
-
+/* last_seq as get, list and foreach each read it (one device stored). */
 static int64_t last_seq_of(fix_t *f, const char *id)
 {
-    store_device_t d;
-    assert_int_equal(store_device_get(f->st, id, &d), 0);
-    int64_t v = d.last_seq;
-    store_device_fini(&d);
-    int64_t listed = -2, each = -2;
-    assert_int_equal(store_device_list(f->st, NULL, NULL, NULL, 10, on_device_seq, &listed), 1);
-    assert_int_equal(store_device_foreach(f->st, on_device_seq, &each), 0);
-    assert_int_equal(listed, v);
-    assert_int_equal(each, v);
-    return v;
+    return device_i64_of(f, id, offsetof(store_device_t, last_seq));
 }
 
 static int64_t last_seq_of_one(fix_t *f, const char *id)
@@ -226,7 +78,7 @@ static int64_t last_seq_of_one(fix_t *f, const char *id)
 static void test_last_seq(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     assert_int_equal(last_seq_of(f, "dev-1"), -1);
 
     rec_t r = {0};
@@ -259,8 +111,7 @@ static void test_last_seq(void **state)
     assert_int_equal(r.rc, 0);
 
     /* It survives a reopen. */
-    store_close(f->st);
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
+    reopen(f);
     assert_int_equal(last_seq_of(f, "dev-1"), 20);
 }
 
@@ -287,7 +138,7 @@ static void test_last_seq_many(void **state)
     char ids[NDEVS][16];
     for (int i = 0; i < NDEVS; i++) {
         snprintf(ids[i], sizeof(ids[i]), "dev-%d", i);
-        keys[i] = insert_device(f, ids[i]);
+        keys[i] = insert_device(f, ids[i], NULL);
     }
     rec_t dummy = {0};
     sqlite3 *db = hold_writer(f, &dummy);
@@ -317,7 +168,7 @@ static void test_last_seq_many(void **state)
 static void test_twin_put_get_replace(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     store_twin_t t;
     assert_int_equal(store_twin_get(f->st, k, &t), -ENOENT);
 
@@ -356,7 +207,7 @@ static void test_twin_put_get_replace(void **state)
 static void test_twin_deleted_device(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     store_twin_t in = {(char *)"{\"a\":1}", 1, 1, (char *)"{}", 0, 0};
     rec_t r = {0};
 
@@ -406,7 +257,7 @@ static int on_cmd(void *arg, const store_command_t *c)
 static void test_command_insert_get(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     store_command_t c;
     make_command(&c, "cmd-1", k, 1000, "queued", NULL);
     assert_int_equal(insert_commands(f, &c, 1), 0);
@@ -484,7 +335,7 @@ static void test_command_bulk(void **state)
     for (int i = 0; i < NDEV; i++) {
         char id[16];
         snprintf(id, sizeof(id), "dev-%03d", i);
-        keys[i] = insert_device(f, id);
+        keys[i] = insert_device(f, id, NULL);
     }
     store_command_t *cmds = calloc(NCMD, sizeof(*cmds));
     assert_non_null(cmds);
@@ -546,7 +397,7 @@ static void test_command_bulk(void **state)
 static void test_command_update(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     store_command_t c, got;
     make_command(&c, "cmd-1", k, 1000, "queued", NULL);
     assert_int_equal(insert_commands(f, &c, 1), 0);
@@ -600,8 +451,8 @@ static void test_command_update(void **state)
 static void test_command_list_paging(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
-    int64_t other = insert_device(f, "dev-2");
+    int64_t k = insert_device(f, "dev-1", NULL);
+    int64_t other = insert_device(f, "dev-2", NULL);
     /* Created out of order, with ties on created_at broken by id. */
     static const struct {
         const char *id;
@@ -666,8 +517,8 @@ static int on_open_nested(void *arg, const store_command_t *c)
 static void test_command_foreach_open(void **state)
 {
     fix_t *f = *state;
-    int64_t k1 = insert_device(f, "dev-1");
-    int64_t k2 = insert_device(f, "dev-2");
+    int64_t k1 = insert_device(f, "dev-1", NULL);
+    int64_t k2 = insert_device(f, "dev-2", NULL);
     store_command_t cmds[6];
     make_command(&cmds[0], "q-late", k1, 900, "queued", NULL);
     make_command(&cmds[1], "done", k1, 100, "succeeded", NULL);
@@ -787,7 +638,7 @@ static void test_job_items(void **state)
         char id[16];
         snprintf(id, sizeof(id), "dev-%03d", i);
         memset(&items[i], 0, sizeof(items[i]));
-        items[i].device_key = insert_device(f, id);
+        items[i].device_key = insert_device(f, id, NULL);
         snprintf(items[i].status, sizeof(items[i].status), "pending");
         items[i].detail = i % 10 == 0 ? "timeout" : NULL;
     }
@@ -832,8 +683,8 @@ static void test_job_items(void **state)
 static void test_delete_cascades(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
-    int64_t keep = insert_device(f, "dev-2");
+    int64_t k = insert_device(f, "dev-1", NULL);
+    int64_t keep = insert_device(f, "dev-2", NULL);
     store_twin_t tw = {(char *)"{}", 1, 1, (char *)"{}", 1, 1};
     store_command_t cmds[4];
     make_command(&cmds[0], "k-1", k, 1, "queued", NULL);
@@ -878,43 +729,8 @@ static void test_delete_cascades(void **state)
 
 /* ---- Migration ---------------------------------------------------------- */
 
-/* Version 1 exactly as it shipped (MIGRATIONS[0] in sqlite.c). */
-static const char V1_SCHEMA[] =
-    "CREATE TABLE devices("
-    " key INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " id TEXT NOT NULL UNIQUE,"
-    " tags TEXT NOT NULL DEFAULT '{}'"
-    "  CHECK (json_valid(tags) AND json_type(tags) = 'object'),"
-    " salt BLOB,"
-    " secret_hash BLOB,"
-    " online INTEGER NOT NULL DEFAULT 0,"
-    " last_seen INTEGER,"
-    " created_at INTEGER NOT NULL);"
-    "CREATE TABLE telemetry("
-    " seq INTEGER PRIMARY KEY,"
-    " device INTEGER NOT NULL,"
-    " metric TEXT NOT NULL,"
-    " ts INTEGER NOT NULL,"
-    " kind INTEGER NOT NULL,"
-    " num REAL,"
-    " str TEXT);"
-    "CREATE INDEX telemetry_device_metric_ts ON telemetry(device, metric, ts);"
-    "CREATE INDEX telemetry_device_ts ON telemetry(device, ts);"
-    "CREATE TABLE telemetry_latest("
-    " device INTEGER NOT NULL,"
-    " metric TEXT NOT NULL,"
-    " ts INTEGER NOT NULL,"
-    " kind INTEGER NOT NULL,"
-    " num REAL,"
-    " str TEXT,"
-    " PRIMARY KEY (device, metric)) WITHOUT ROWID;"
-    "CREATE TABLE tokens("
-    " id TEXT PRIMARY KEY,"
-    " name TEXT NOT NULL,"
-    " role TEXT NOT NULL,"
-    " hash BLOB NOT NULL UNIQUE,"
-    " created_at INTEGER NOT NULL,"
-    " expires_at INTEGER);"
+/* Version 1 as it shipped, with some data. */
+static const char V1_SCHEMA[] = STORE_FIX_SCHEMA_V1
     "CREATE TABLE schema_version(version INTEGER NOT NULL);"
     "INSERT INTO schema_version(version) VALUES(1);"
     "PRAGMA journal_mode = WAL;"
@@ -925,12 +741,7 @@ static const char V1_SCHEMA[] =
 static void test_migrate_from_v1(void **state)
 {
     fix_t *f = *state;
-    store_close(f->st);
-    f->st = NULL;
-    remove_files(f);
-    sqlite3 *db = raw_open(f);
-    raw_exec(db, V1_SCHEMA);
-    sqlite3_close(db);
+    store_fix_replace_db(f, V1_SCHEMA);
 
     assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
     assert_int_equal(raw_int(f, "SELECT version FROM schema_version"),
@@ -962,8 +773,7 @@ static void test_migrate_from_v1(void **state)
     assert_int_equal(raw_int(f, "SELECT count(*) FROM twins"), 0);
 
     /* Reopening does not migrate again. */
-    store_close(f->st);
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
+    reopen(f);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM schema_version"), 1);
 }
 

@@ -25,157 +25,17 @@
 #include "common/util.h"
 #include "store/sqlite_internal.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
-typedef struct rec {
-    int called;
-    int rc;
-    int64_t value;
-    int order;
-} rec_t;
-
-typedef struct fix {
-    char dir[64];
-    struct event_base *base;
-    store_t *st;
-} fix_t;
-
-static int g_done;
-static int g_order;
-
-static void on_done(void *arg, int rc, int64_t value)
-{
-    rec_t *r = arg;
-    r->called++;
-    r->rc = rc;
-    r->value = value;
-    r->order = ++g_order;
-    g_done++;
-}
-
-/* Runs the loop until `target` callbacks have run in total (60 s cap: the
- * bulk import runs under the sanitizers). */
-static void wait_done(fix_t *f, int target)
-{
-    int64_t deadline = util_mono_us() + 60 * 1000 * 1000;
-    while (g_done < target) {
-        assert_true(util_mono_us() < deadline);
-        if (event_base_loop(f->base, EVLOOP_ONCE) == 1)
-            usleep(1000);
-    }
-}
-
-static void path_of(const fix_t *f, const char *name, char *out, size_t outlen)
-{
-    int n = snprintf(out, outlen, "%s/%s", f->dir, name);
-    assert_true(n > 0 && (size_t)n < outlen);
-}
-
-static void remove_files(const fix_t *f)
-{
-    static const char *const files[] = {"drover.db", "drover.db-wal", "drover.db-shm"};
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-        char p[128];
-        path_of(f, files[i], p, sizeof(p));
-        unlink(p);
-    }
-}
-
+/* 60 s cap on each wait: the bulk import runs under the sanitizers. */
 static int setup(void **state)
 {
-    fix_t *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/drover-storesec-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
-    g_done = 0;
-    g_order = 0;
-    *state = f;
-    return 0;
+    return store_fix_setup(state, "/tmp/drover-storesec-XXXXXX", 60);
 }
 
 static int teardown(void **state)
 {
-    fix_t *f = *state;
-    store_close(f->st);
-    event_base_free(f->base);
-    remove_files(f);
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
-static sqlite3 *raw_open(const fix_t *f)
-{
-    char p[128];
-    sqlite3 *db = NULL;
-    path_of(f, "drover.db", p, sizeof(p));
-    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-static void raw_exec(sqlite3 *db, const char *sql)
-{
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-}
-
-static int64_t raw_int(const fix_t *f, const char *sql)
-{
-    sqlite3 *db = raw_open(f);
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-/* Holds the write lock so the storage thread blocks in BEGIN on the batch
- * of a dummy job; the caller's next submissions then queue up together. */
-static sqlite3 *hold_writer(fix_t *f, rec_t *dummy)
-{
-    sqlite3 *db = raw_open(f);
-    raw_exec(db, "BEGIN IMMEDIATE");
-    store_device_set_presence(f->st, 999999, true, 1, on_done, dummy);
-    usleep(100 * 1000);
-    return db;
-}
-
-static void release_writer(sqlite3 *db)
-{
-    raw_exec(db, "COMMIT");
-    sqlite3_close(db);
-}
-
-/* Runs one write to completion. */
-#define RUN(f, call_with_rec)                                                                      \
-    do {                                                                                           \
-        int before_ = g_done;                                                                      \
-        call_with_rec;                                                                             \
-        wait_done((f), before_ + 1);                                                               \
-    } while (0)
-
-static void make_device(store_device_t *d, const char *id, const char *tags)
-{
-    memset(d, 0, sizeof(*d));
-    snprintf(d->id, sizeof(d->id), "%s", id);
-    d->tags_json = (char *)tags;
-    d->created_at = 1700000000000LL;
-    memset(d->salt, 0x11, sizeof(d->salt));
-    memset(d->secret_hash, 0x22, sizeof(d->secret_hash));
-}
-
-static int64_t insert_device(fix_t *f, const char *id)
-{
-    store_device_t d;
-    rec_t r = {0};
-    make_device(&d, id, NULL);
-    RUN(f, store_device_insert(f->st, &d, on_done, &r));
-    assert_int_equal(r.rc, 0);
-    return r.value;
+    return store_fix_teardown(state);
 }
 
 static int64_t device_count(fix_t *f)
@@ -214,32 +74,16 @@ static void test_schema_v3(void **state)
 
 /* ---- Device revocation -------------------------------------------------- */
 
-static int on_dev_revoked(void *arg, const store_device_t *d)
-{
-    int64_t *out = arg;
-    *out = d->revoked_at;
-    return 0;
-}
-
 /* revoked_at as get, list and foreach each read it (one device stored). */
 static int64_t revoked_of(fix_t *f, const char *id)
 {
-    store_device_t d;
-    assert_int_equal(store_device_get(f->st, id, &d), 0);
-    int64_t v = d.revoked_at;
-    store_device_fini(&d);
-    int64_t listed = -1, each = -1;
-    assert_int_equal(store_device_list(f->st, NULL, NULL, NULL, 10, on_dev_revoked, &listed), 1);
-    assert_int_equal(store_device_foreach(f->st, on_dev_revoked, &each), 0);
-    assert_int_equal(listed, v);
-    assert_int_equal(each, v);
-    return v;
+    return device_i64_of(f, id, offsetof(store_device_t, revoked_at));
 }
 
 static void test_device_revoke(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     assert_int_equal(revoked_of(f, "dev-1"), 0);
 
     rec_t r = {0};
@@ -268,8 +112,7 @@ static void test_device_revoke(void **state)
     RUN(f, store_device_insert(f->st, &d, on_done, &r));
     assert_int_equal(r.rc, 0);
     RUN(f, store_device_revoke(f->st, k, 7, on_done, &r));
-    store_close(f->st);
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
+    reopen(f);
     store_device_t got;
     assert_int_equal(store_device_get(f->st, "dev-2", &got), 0);
     assert_int_equal(got.revoked_at, 42);
@@ -319,7 +162,7 @@ static void test_insert_many_10k(void **state)
     fix_t *f = *state;
     enum { N = 10000 };
     /* A gap in the keys first: a deleted device's key is never reused. */
-    int64_t k0 = insert_device(f, "before");
+    int64_t k0 = insert_device(f, "before", NULL);
     rec_t r = {0};
     RUN(f, store_device_delete(f->st, k0, on_done, &r));
     assert_int_equal(r.rc, 0);
@@ -393,7 +236,7 @@ static void test_insert_many_all_or_nothing(void **state)
     assert_int_equal(device_count(f), 0);
 
     /* A duplicate of a stored device. */
-    int64_t k = insert_device(f, "d-4");
+    int64_t k = insert_device(f, "d-4", NULL);
     RUN(f, store_device_insert_many(f->st, v, 4, on_done, &r));
     assert_int_equal(r.rc, 0);
     /* The failed jobs' keys were rolled back and are handed out again;
@@ -711,8 +554,8 @@ static int cert_revoke(fix_t *f, const char *serial, int64_t key, int64_t at)
 static void test_certs(void **state)
 {
     fix_t *f = *state;
-    int64_t k1 = insert_device(f, "dev-1");
-    int64_t k2 = insert_device(f, "dev-2");
+    int64_t k1 = insert_device(f, "dev-1", NULL);
+    int64_t k2 = insert_device(f, "dev-2", NULL);
     store_cert_t c;
     make_cert(&c, "0a01", k1, 100, 10000);
     assert_int_equal(cert_insert(f, &c), 0);
@@ -810,7 +653,7 @@ static void test_certs(void **state)
 static void test_cert_deleted_device_in_batch(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     store_cert_t c;
     make_cert(&c, "01", k, 1, 2);
     rec_t dummy = {0}, a = {0}, b = {0}, d = {0};
@@ -1292,7 +1135,7 @@ static void test_audit_list(void **state)
 static void test_mixed_order(void **state)
 {
     fix_t *f = *state;
-    int64_t k = insert_device(f, "dev-1");
+    int64_t k = insert_device(f, "dev-1", NULL);
     store_enrollment_t e;
     make_enrollment(&e, "enr-1", 5, 0, 1);
     assert_int_equal(enroll_insert(f, &e, 1), 0);
@@ -1344,83 +1187,8 @@ static void test_mixed_order(void **state)
 
 /* ---- Migration ---------------------------------------------------------- */
 
-/* Versions 1 and 2 exactly as they shipped (MIGRATIONS[0..1] in sqlite.c),
- * with some data. */
-static const char V2_SCHEMA[] =
-    "CREATE TABLE devices("
-    " key INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " id TEXT NOT NULL UNIQUE,"
-    " tags TEXT NOT NULL DEFAULT '{}'"
-    "  CHECK (json_valid(tags) AND json_type(tags) = 'object'),"
-    " salt BLOB,"
-    " secret_hash BLOB,"
-    " online INTEGER NOT NULL DEFAULT 0,"
-    " last_seen INTEGER,"
-    " created_at INTEGER NOT NULL);"
-    "CREATE TABLE telemetry("
-    " seq INTEGER PRIMARY KEY,"
-    " device INTEGER NOT NULL,"
-    " metric TEXT NOT NULL,"
-    " ts INTEGER NOT NULL,"
-    " kind INTEGER NOT NULL,"
-    " num REAL,"
-    " str TEXT);"
-    "CREATE INDEX telemetry_device_metric_ts ON telemetry(device, metric, ts);"
-    "CREATE INDEX telemetry_device_ts ON telemetry(device, ts);"
-    "CREATE TABLE telemetry_latest("
-    " device INTEGER NOT NULL,"
-    " metric TEXT NOT NULL,"
-    " ts INTEGER NOT NULL,"
-    " kind INTEGER NOT NULL,"
-    " num REAL,"
-    " str TEXT,"
-    " PRIMARY KEY (device, metric)) WITHOUT ROWID;"
-    "CREATE TABLE tokens("
-    " id TEXT PRIMARY KEY,"
-    " name TEXT NOT NULL,"
-    " role TEXT NOT NULL,"
-    " hash BLOB NOT NULL UNIQUE,"
-    " created_at INTEGER NOT NULL,"
-    " expires_at INTEGER);"
-    "ALTER TABLE devices ADD COLUMN last_seq INTEGER NOT NULL DEFAULT -1;"
-    "CREATE TABLE twins("
-    " device INTEGER PRIMARY KEY,"
-    " desired TEXT NOT NULL,"
-    " desired_version INTEGER NOT NULL,"
-    " desired_at INTEGER NOT NULL,"
-    " reported TEXT NOT NULL,"
-    " reported_version INTEGER NOT NULL,"
-    " reported_at INTEGER NOT NULL);"
-    "CREATE TABLE commands("
-    " id TEXT PRIMARY KEY,"
-    " device INTEGER NOT NULL,"
-    " name TEXT NOT NULL,"
-    " params TEXT NOT NULL,"
-    " status TEXT NOT NULL,"
-    " result TEXT,"
-    " created_at INTEGER NOT NULL,"
-    " sent_at INTEGER NOT NULL DEFAULT 0,"
-    " finished_at INTEGER NOT NULL DEFAULT 0,"
-    " expires_at INTEGER NOT NULL,"
-    " job TEXT NOT NULL DEFAULT '');"
-    "CREATE INDEX commands_device ON commands(device, created_at, id);"
-    "CREATE INDEX commands_job ON commands(job, id) WHERE job != '';"
-    "CREATE INDEX commands_open ON commands(created_at, id) WHERE status IN ('queued', 'sent');"
-    "CREATE TABLE jobs("
-    " id TEXT PRIMARY KEY,"
-    " kind TEXT NOT NULL,"
-    " spec TEXT NOT NULL,"
-    " status TEXT NOT NULL,"
-    " total INTEGER NOT NULL,"
-    " created_at INTEGER NOT NULL,"
-    " finished_at INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE job_items("
-    " job TEXT NOT NULL,"
-    " device INTEGER NOT NULL,"
-    " status TEXT NOT NULL,"
-    " detail TEXT,"
-    " PRIMARY KEY (job, device)) WITHOUT ROWID;"
-    "CREATE INDEX job_items_device ON job_items(device);"
+/* Versions 1 and 2 as they shipped, with some data. */
+static const char V2_SCHEMA[] = STORE_FIX_SCHEMA_V1 STORE_FIX_SCHEMA_V2
     "CREATE TABLE schema_version(version INTEGER NOT NULL);"
     "INSERT INTO schema_version(version) VALUES(2);"
     "PRAGMA journal_mode = WAL;"
@@ -1436,12 +1204,7 @@ static const char V2_SCHEMA[] =
 static void test_migrate_from_v2(void **state)
 {
     fix_t *f = *state;
-    store_close(f->st);
-    f->st = NULL;
-    remove_files(f);
-    sqlite3 *db = raw_open(f);
-    raw_exec(db, V2_SCHEMA);
-    sqlite3_close(db);
+    store_fix_replace_db(f, V2_SCHEMA);
 
     assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
     assert_int_equal(raw_int(f, "SELECT version FROM schema_version"), 3);
@@ -1495,8 +1258,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(raw_int(f, "SELECT count(*) FROM telemetry"), 0);
 
     /* Reopening does not migrate again. */
-    store_close(f->st);
-    assert_int_equal(store_open(f->dir, f->base, &f->st), 0);
+    reopen(f);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM schema_version"), 1);
     assert_int_equal(raw_int(f, "SELECT version FROM schema_version"), 3);
 }
