@@ -822,6 +822,12 @@ void api_login(api_req_t *r)
     }
     if (expiry_arg(r, body, LOGIN_DEFAULT_S, &expires) < 0)
         goto done;
+    /* The audit entry names who tried to log in (valid names only: the
+     * text goes into the log). */
+    if (util_id_valid(json_string_value(name), json_string_length(name))) {
+        snprintf(r->audit.actor, sizeof(r->audit.actor), "user:%s", json_string_value(name));
+        snprintf(r->audit.object, sizeof(r->audit.object), "%s", json_string_value(name));
+    }
     op = op_new(r);
     if (op == NULL) {
         api_reply_error(api, r->req, 500, "internal", "out of memory");

@@ -209,6 +209,9 @@ class AuditApiTest(AuditBase):
         es = self.all_entries(since=now_ms() - 60000)
         logins = [(x["action"], x["outcome"]) for x in es if x["action"].endswith("/login")]
         self.assertEqual(len(logins), 2, logins)
+        # Both attempts, failed and good, name the user who tried.
+        actors = [x["actor"] for x in es if x["action"].endswith("/login")]
+        self.assertEqual(actors, ["user:" + name] * 2)
         self.assertEqual(logins[0], ("DENY POST /api/v1/login", "401"))
         self.assertEqual(logins[1][0], "POST /api/v1/login")
         self.assertEqual(logins[1][1], str(login_st))
