@@ -18,7 +18,7 @@ typedef struct ca ca_t;
 
 /* A certificate this CA issued, as the store and API want it. */
 typedef struct ca_issued {
-    char serial[80]; /* upper-case hex, no separators */
+    char serial[80];               /* upper-case hex, no separators */
     int64_t not_before, not_after; /* epoch ms */
     char *pem;                     /* malloc'd; caller frees */
 } ca_issued_t;
