@@ -21,6 +21,11 @@ Scenarios (BENCH_SCENARIOS, default all, in this order):
              result is recorded (droverd only)
   reconnect  every device dropped at once, reconnecting with backoff: time
              until all are back, peak RSS
+  relay11    plain MQTT relay, one publisher to one subscriber (exact
+             topic), QoS 0, 1 and 2, anonymous clients outside devices/
+             (droverd stores nothing): delivered msgs/s, publish->delivery
+             and publish->ack latency, server CPU per message, RSS
+  relayN1    the same with 100 publishers and one wildcard subscriber
 
 Results: bench/results/<UTC timestamp>.json and a table on stdout. Every
 step is bounded in time; every process started here is stopped on exit.
@@ -43,7 +48,8 @@ import time
 
 PY_HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_SCENARIOS = ["idle", "connect", "fanin", "qos1", "commands", "reconnect"]
+ALL_SCENARIOS = ["idle", "connect", "fanin", "qos1", "commands", "reconnect", "relay11",
+                 "relayN1"]
 
 
 def env(name, default):
@@ -262,13 +268,14 @@ class Bench:
 
     # -------------------------------------------------------------- servers
 
-    def start_droverd(self, data_dir, name="droverd"):
+    def start_droverd(self, data_dir, name="droverd", extra_conf=""):
         os.makedirs(data_dir, exist_ok=True)
         mport, hport = free_port(), free_port()
         conf = os.path.join(self.tmp, name + ".conf")
         with open(conf, "w") as f:
             # The limits must not be what is measured.
             f.write("max_connections = 100000\n")
+            f.write(extra_conf)
         p = self.spawn([self.droverd, "--data-dir", data_dir, "--config", conf,
                         "--mqtt-listen", "127.0.0.1:%d" % mport,
                         "--http-listen", "127.0.0.1:%d" % hport,
@@ -362,11 +369,19 @@ class Bench:
                 "per_s": round(n / max(js["elapsed_s"], 1e-6))}
 
     def run_sim(self, srv, args, timeout):
-        """Runs drover-sim to its end; returns (report, server CPU seconds)."""
+        """Runs drover-sim to its end; returns (report, server CPU seconds).
+        The generator's own CPU seconds (all its processes) and wall time
+        go to self.last_sim_cpu_s and self.last_sim_wall_s."""
+        import resource
         c0 = cpu_s(srv["pid"])
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        w0 = time.monotonic()
         r = subprocess.run(self.pin(self.client_cpu) + self.sim_argv(srv, args),
                            capture_output=True, text=True, timeout=timeout)
         c1 = cpu_s(srv["pid"]) if srv["proc"].poll() is None else None
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.last_sim_wall_s = time.monotonic() - w0
+        self.last_sim_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         with open(os.path.join(self.tmp, "sim.err"), "a") as f:
             f.write(r.stderr)
         if srv["proc"].poll() is not None:
@@ -823,6 +838,130 @@ class Bench:
                 kind, res["recovered_s"], res["peak_rss_after_drop_kb"]))
         return out
 
+    # -------------------------------------------------------------- relay
+
+    def scenario_relay11(self):
+        return self.scenario_relay("relay11", 1)
+
+    def scenario_relayN1(self):
+        return self.scenario_relay("relayN1", env_int("RELAYN1_DEVICES", 100))
+
+    def relay_servers(self, name):
+        """droverd letting anonymous applications in (topics outside
+        devices/: relayed, never stored) and mosquitto with allow_anonymous,
+        both running for the whole scenario so their runs interleave."""
+        srvs = {}
+        for kind in self.servers:
+            if kind == "droverd":
+                data = os.path.join(self.tmp, name + "-droverd-data")
+                shutil.rmtree(data, ignore_errors=True)
+                srvs[kind] = self.start_droverd(data, name + "-droverd",
+                                                "allow_anonymous = true\n")
+            else:
+                srvs[kind] = self.start_mosquitto(None, name + "-mosquitto")
+        return srvs
+
+    def relay_run(self, srv, n, qos, window, filt, secs, inflight):
+        """One closed-loop relay run: n publishers as fast as the relay
+        window (and at QoS 1/2 their own window) lets them, one subscriber
+        at the same QoS."""
+        m0 = self.droverd_metrics(srv)
+        rep, cpu = self.run_sim(srv, ["--no-auth", "--id-prefix", "pub-", "--devices", str(n),
+                                      "--relay", "bench", "--subscribe-all", filt,
+                                      "--qos", str(qos), "--sub-qos", str(qos),
+                                      "--telemetry-interval", "0", "--inflight", str(inflight),
+                                      "--relay-window", str(window),
+                                      "--payload-size", str(self.payload), "--wait-all",
+                                      "--connect-rate", "0", "--duration", "%gs" % secs,
+                                      "--drain", "3s"], secs + 60)
+        m1 = self.droverd_metrics(srv)
+        w, t = rep["watcher"], rep["telemetry"]
+        got = w["received"]
+        res = {"window": window, "sent": t["sent"], "delivered": got,
+               "delivered_share": round(got / max(t["sent"], 1), 5),
+               "delivered_per_s": round(w["per_s"]), "lost": t["sent"] - got,
+               "skipped_over": w["gaps"], "late": w["late"], "gave_up": w["gave_up"],
+               "duplicates": w["duplicates"], "relay_ms": w["relay_ms"],
+               "ack_ms": t["puback_ms"] if qos else None,
+               "pubrec_ms": t.get("pubrec_ms") if qos == 2 else None,
+               "server_cpu_s": round(cpu, 3),
+               "server_cpu_us_per_msg": round(cpu * 1e6 / max(got, 1), 3),
+               "sim_cpu_s": round(self.last_sim_cpu_s, 3),
+               "sim_cpu_us_per_msg": round(self.last_sim_cpu_s * 1e6 / max(got, 1), 3),
+               "sim_busy": round(self.last_sim_cpu_s / max(self.last_sim_wall_s, 1e-6), 3),
+               "rss_kb": status_kb(srv["pid"], "VmRSS"), "errors": rep["errors"]["total"]}
+        if m0 and m1:
+            res["server_dropped"] = (m1.get("drover_mqtt_messages_dropped_total", 0) -
+                                     m0.get("drover_mqtt_messages_dropped_total", 0))
+        return res
+
+    def scenario_relay(self, name, n):
+        """Relay throughput at QoS 0, 1, 2 for every server; each (QoS,
+        window) step runs every server in turn, BENCH_RELAY_RUNS times."""
+        qos_list = [int(x) for x in env("RELAY_QOS", "0 1 2").split()]
+        windows = [int(x) for x in env("RELAY_WINDOWS", "16 64 256 1000").split()]
+        runs = env_int("RELAY_RUNS", 3)
+        secs = float(env("RELAY_SECONDS", "2"))
+        # Unacknowledged messages per publisher. QoS 2 stays under the
+        # lower of the servers' limits on incoming QoS 2 exchanges
+        # (mosquitto's max_inflight_messages 20, droverd's receive_maximum
+        # 64): past it mosquitto completes the exchange and discards the
+        # message, droverd closes the connection.
+        inflights = {0: 0, 1: env_int("RELAY_INFLIGHT_Q1", 64), 2: env_int("RELAY_INFLIGHT_Q2", 16)}
+        compare_w = env_int("RELAY_COMPARE_WINDOW", 64)
+        if any(q not in (0, 1, 2) for q in qos_list):
+            raise BenchError("BENCH_RELAY_QOS wants 0, 1, 2")
+        filt = "bench/pub-000000" if n == 1 else "bench/+"
+        out = {"params": {"publishers": n, "subscriber_filter": filt, "qos": qos_list,
+                          "relay_windows": windows, "runs": runs, "seconds_per_run": secs,
+                          "publisher_inflight": {"qos1": inflights[1], "qos2": inflights[2]},
+                          "compare_window": compare_w, "payload_size": self.payload,
+                          "topics": "bench/pub-NNNNNN (anonymous clients; droverd relays, "
+                                    "stores nothing)",
+                          "loop": "closed: at most WINDOW messages published and not yet "
+                                  "delivered; publishers as fast as that allows"}}
+        srvs = self.relay_servers(name)
+        raw = {k: {q: {w: [] for w in windows} for q in qos_list} for k in srvs}
+        try:
+            time.sleep(1)
+            for r in range(runs):
+                for q in qos_list:
+                    for w in windows:
+                        kinds = list(srvs) if r % 2 == 0 else list(reversed(list(srvs)))
+                        for kind in kinds:
+                            res = self.relay_run(srvs[kind], n, q, w, filt, secs,
+                                                 max(inflights[q], 1))
+                            raw[kind][q][w].append(res)
+                            log("%s %s QoS %d window %d: %d delivered/s (%.2f %%), relay p50 %s "
+                                "p99 %s ms, %.2f us/msg server, sim busy %.0f %%" % (
+                                    name, kind, q, w, res["delivered_per_s"],
+                                    100 * res["delivered_share"],
+                                    pct(res["relay_ms"], "p50"), pct(res["relay_ms"], "p99"),
+                                    res["server_cpu_us_per_msg"], 100 * res["sim_busy"]))
+            for kind, srv in srvs.items():
+                out.setdefault(kind, {})["hwm_kb"] = status_kb(srv["pid"], "VmHWM")
+        finally:
+            for srv in srvs.values():
+                self.stop_server(srv)
+        for kind in srvs:
+            for q in qos_list:
+                steps, best = {}, None
+                for w in windows:
+                    rs = sorted(raw[kind][q][w], key=lambda x: x["delivered_per_s"])
+                    med = dict(rs[(len(rs) - 1) // 2])
+                    med["per_s_range"] = [rs[0]["delivered_per_s"], rs[-1]["delivered_per_s"]]
+                    steps[str(w)] = {"median": med, "runs": raw[kind][q][w]}
+                    if best is None or med["delivered_per_s"] > best["delivered_per_s"]:
+                        best = med
+                    if any(x["errors"] for x in rs):
+                        self.note_failure("%s %s QoS %d window %d: generator errors" % (
+                            name, kind, q, w))
+                out[kind]["qos%d" % q] = {"best": best, "windows": steps,
+                                          "at_compare_window":
+                                          steps[str(compare_w)]["median"]
+                                          if str(compare_w) in steps else None}
+        return out
+
     # -------------------------------------------------------------- driver
 
     def run(self):
@@ -955,6 +1094,45 @@ def table(results):
         add("reconnect", "all back after (s)", d.get("recovered_s"), m.get("recovered_s"), "%.2f")
         add("reconnect", "peak RSS MiB", (d.get("peak_rss_after_drop_kb") or 0) / 1024 or None,
             (m.get("peak_rss_after_drop_kb") or 0) / 1024 or None, "%.1f")
+    for sc in ("relay11", "relayN1"):
+        rl = results.get(sc, {})
+        if "droverd" not in rl and "mosquitto" not in rl:
+            continue
+        for q in (0, 1, 2):
+            key = "qos%d" % q
+            d = (rl.get("droverd", {}).get(key) or {}).get("best") or {}
+            m = (rl.get("mosquitto", {}).get(key) or {}).get("best") or {}
+            if not d and not m:
+                continue
+            label = "%s QoS %d" % (sc, q)
+            add(label, "delivered msgs/s", d.get("delivered_per_s"), m.get("delivered_per_s"))
+            add(label, "at relay window", d.get("window"), m.get("window"))
+            add(label, "delivered %", 100 * d["delivered_share"] if d else None,
+                100 * m["delivered_share"] if m else None, "%.2f")
+            add(label, "relay p50 ms", pct(d.get("relay_ms"), "p50"),
+                pct(m.get("relay_ms"), "p50"), "%.2f")
+            add(label, "relay p99 ms", pct(d.get("relay_ms"), "p99"),
+                pct(m.get("relay_ms"), "p99"), "%.2f")
+            if q:
+                add(label, "%s p99 ms" % ("PUBACK" if q == 1 else "PUBCOMP"),
+                    pct(d.get("ack_ms"), "p99"), pct(m.get("ack_ms"), "p99"), "%.2f")
+            add(label, "CPU us/msg", d.get("server_cpu_us_per_msg"),
+                m.get("server_cpu_us_per_msg"), "%.2f")
+            add(label, "RSS MiB", (d.get("rss_kb") or 0) / 1024 or None,
+                (m.get("rss_kb") or 0) / 1024 or None, "%.1f")
+            # The same pipeline depth for both: latency and CPU like for like.
+            dc = (rl.get("droverd", {}).get(key) or {}).get("at_compare_window") or {}
+            mc = (rl.get("mosquitto", {}).get(key) or {}).get("at_compare_window") or {}
+            cw = dc.get("window") or mc.get("window")
+            if cw:
+                add(label, "msgs/s @window %d" % cw, dc.get("delivered_per_s"),
+                    mc.get("delivered_per_s"))
+                add(label, "relay p50 ms @window %d" % cw, pct(dc.get("relay_ms"), "p50"),
+                    pct(mc.get("relay_ms"), "p50"), "%.2f")
+                add(label, "relay p99 ms @window %d" % cw, pct(dc.get("relay_ms"), "p99"),
+                    pct(mc.get("relay_ms"), "p99"), "%.2f")
+                add(label, "CPU us/msg @window %d" % cw, dc.get("server_cpu_us_per_msg"),
+                    mc.get("server_cpu_us_per_msg"), "%.2f")
     return rows
 
 

@@ -27,10 +27,30 @@
  * buffers). Input: recv() into a shared read buffer; only a partial packet
  * is kept per device, capped at IN_MAX.
  *
- * QoS 1: telemetry uses packet ids 1..W (W = --inflight, a free-slot stack
- * and send timestamps); command results and twin reports use the CTRL
- * ids above W. A PUBACK finds its slot in O(1), so latency is exact per
- * message.
+ * QoS 1 and 2: telemetry uses packet ids 1..W (W = --inflight, a
+ * free-slot stack and send timestamps); command results and twin reports
+ * (always QoS 1) use the CTRL ids above W. A PUBACK, PUBREC or PUBCOMP
+ * finds its slot in O(1), so latency is exact per message. At QoS 2 a slot
+ * stays taken from the PUBLISH through PUBREC (we answer PUBREL) to
+ * PUBCOMP; slot_rec marks the slots whose PUBREC has come.
+ *
+ * Receiving QoS 2 (the watcher with --sub-qos 2): PUBREC at once, and the
+ * message counts as delivered on its PUBLISH; the watcher keeps a bitmap
+ * of the ids between PUBLISH and PUBREL, so a resent PUBLISH is counted as
+ * a duplicate, not a second delivery. PUBREL gets PUBCOMP.
+ *
+ * Relay window (--relay-window W, one worker): at most W messages are
+ * published and not yet delivered to the watcher (relay_out). Publishers
+ * wait when it is full; each batch of deliveries refills it, round robin
+ * over the publishers. In relay mode with one worker, bodies carry the
+ * publisher's index and sequence number ("p", "seq") and the watcher keeps
+ * the next sequence number it expects from each publisher (rx_next): a
+ * delivery past it means the messages in between were skipped (lost, if
+ * the server keeps each publisher's order, as MQTT requires); their window
+ * slots are freed with it, so a server that loses messages does not shrink
+ * the window for the rest of the run. If nothing is delivered for
+ * RELAY_STALL_US while the window is full, what is outstanding is written
+ * off (relay_gave_up), so a lost tail cannot stall the run either.
  *
  * The engine runs in a forked worker; its statistics go to the parent as
  * snapshots (engine.h). Single-threaded; no locks.
@@ -66,6 +86,8 @@
 #define TOPIC_MAX 160
 #define NO_HEAP UINT32_MAX
 #define WATCHER_QUIET_US 300000
+#define RELAY_STALL_US 1000000
+#define RX_IDS_BYTES (65536 / 8)
 
 typedef enum {
     D_WAIT,
@@ -102,10 +124,14 @@ typedef struct dev {
     int64_t next_pub, next_ping, next_twin, reconnect_at;
     uint32_t attempt;
     uint64_t seq, twin_reports;
+    uint64_t rx_next; /* relay: the next "seq" the watcher expects from this device */
     /* telemetry window */
     uint16_t nfree;
     uint16_t *free_slots;
     int64_t *slot_ts;
+    uint8_t *slot_rec; /* QoS 2: PUBREC seen for the slot */
+    /* the watcher at QoS 2: ids between PUBLISH and PUBREL, a bit each */
+    uint8_t *rx_ids;
     /* result / report window */
     int64_t ctrl_ts[CTRL];
     uint8_t ctrl_kind[CTRL];
@@ -147,6 +173,9 @@ typedef struct engine {
     int64_t t_first; /* when first connections started */
     uint64_t budget; /* messages left to publish; UINT64_MAX = no limit */
     uint64_t ctrl_inflight;
+    uint64_t relay_out;       /* --relay-window: published, not yet delivered */
+    int64_t relay_full_since; /* when the window filled up; 0 = not full */
+    uint32_t relay_cursor;    /* next publisher to refill from */
     uint64_t rng;
     sim_payload_spec_t spec;
     sim_stats_t st;
@@ -198,6 +227,12 @@ static bool needs_sub(const engine_t *e, const simdev_t *d)
 static bool telemetry_on(const engine_t *e)
 {
     return e->o->telemetry_interval_us >= 0;
+}
+
+/* Whether the relay window lets one more message go. */
+static bool relay_room(const engine_t *e)
+{
+    return e->o->relay_window == 0 || e->relay_out < e->o->relay_window;
 }
 
 /* ---- timer heap ---------------------------------------------------------- */
@@ -320,7 +355,7 @@ static void update_events(engine_t *e, simdev_t *d)
     bool want_out = d->out_len > d->out_off;
     /* Saturating QoS 0 has no PUBACK to wake it: it writes when it can. */
     if (!want_out && d->state == D_READY && !d->watcher && e->publishing && !e->stopping &&
-        e->o->telemetry_interval_us == 0 && e->o->qos == 0 && e->budget > 0)
+        e->o->telemetry_interval_us == 0 && e->o->qos == 0 && e->budget > 0 && relay_room(e))
         want_out = true;
     set_events(e, d, EPOLLIN | (want_out ? EPOLLOUT : 0));
 }
@@ -460,8 +495,12 @@ static void reset_windows(engine_t *e, simdev_t *d)
             d->free_slots[s] = (uint16_t)(w - 1 - s);
             d->slot_ts[s] = -1;
         }
+        if (d->slot_rec)
+            memset(d->slot_rec, 0, w);
         d->nfree = (uint16_t)w;
     }
+    if (d->rx_ids)
+        memset(d->rx_ids, 0, RX_IDS_BYTES);
     for (int i = 0; i < CTRL; i++)
         d->ctrl_kind[i] = CK_NONE;
     e->ctrl_inflight -= d->nctrl;
@@ -682,30 +721,38 @@ static int put_publish(engine_t *e, simdev_t *d, const char *topic, size_t tl, i
  * sent, 0 not now, -1 d broke. */
 static int publish_one(engine_t *e, simdev_t *d, int64_t now)
 {
-    if (e->budget == 0)
+    if (e->budget == 0 || !relay_room(e))
         return 0;
     uint16_t pid = 0;
-    if (e->o->qos == 1) {
+    if (e->o->qos >= 1) {
         if (d->nfree == 0)
             return 0;
         pid = (uint16_t)(d->free_slots[d->nfree - 1] + 1);
     }
     char topic[TOPIC_MAX];
     size_t tl;
-    topic_of(d, e->o->topic_leaf, topic, sizeof(topic), &tl);
+    if (e->o->relay_prefix) {
+        int k = snprintf(topic, sizeof(topic), "%s/%s", e->o->relay_prefix, d->cred->id);
+        tl = k > 0 && (size_t)k < sizeof(topic) ? (size_t)k : 0;
+    } else {
+        topic_of(d, e->o->topic_leaf, topic, sizeof(topic), &tl);
+    }
     size_t pl;
     int64_t wall = e->spec.shape == SIM_SHAPE_BATCH ? util_now_ms() : 0;
+    e->spec.pub = d->index;
     if (tl == 0 ||
         sim_payload_build(e->pbuf, SIM_PAYLOAD_MAX, &e->spec, d->seq, wall, now, &pl) < 0)
         return -1;
     if (put_publish(e, d, topic, tl, e->o->qos, pid, e->pbuf, pl) < 0)
         return d->fd < 0 ? -1 : 0;
     d->seq++;
-    if (e->o->qos == 1) {
+    if (e->o->qos >= 1) {
         d->nfree--;
         d->slot_ts[pid - 1] = now;
         e->st.inflight++;
     }
+    if (e->o->relay_window)
+        e->relay_out++;
     if (e->budget != UINT64_MAX)
         e->budget--;
     e->st.pub_sent++;
@@ -715,7 +762,7 @@ static int publish_one(engine_t *e, simdev_t *d, int64_t now)
     return 1;
 }
 
-/* Saturating mode: as many messages as the window (QoS 1) or one batch
+/* Saturating mode: as many messages as the window (QoS 1/2) or one batch
  * (QoS 0) allows, when nothing is waiting for the kernel. */
 static void pump(engine_t *e, simdev_t *d)
 {
@@ -723,9 +770,47 @@ static void pump(engine_t *e, simdev_t *d)
         e->o->telemetry_interval_us != 0 || d->out_len > d->out_off)
         return;
     int64_t now = util_mono_us();
-    for (int k = 0; k < (e->o->qos == 1 ? (int)e->o->inflight : QOS0_BATCH); k++)
+    for (int k = 0; k < (e->o->qos >= 1 ? (int)e->o->inflight : QOS0_BATCH); k++)
         if (publish_one(e, d, now) <= 0)
             break;
+}
+
+/* Deliveries freed room in the relay window: saturating publishers fill
+ * it again, round robin so none is favoured. */
+static void relay_refill(engine_t *e)
+{
+    if (!e->o->relay_window || e->o->telemetry_interval_us != 0 || e->ndevices == 0)
+        return;
+    for (uint32_t k = 0; k < e->ndevices && relay_room(e); k++) {
+        simdev_t *d = &e->devs[e->relay_cursor];
+        e->relay_cursor = (e->relay_cursor + 1) % e->ndevices;
+        if (d->fd >= 0)
+            pump(e, d);
+    }
+    flush(e);
+}
+
+/* A full relay window with nothing delivered for RELAY_STALL_US: the
+ * server dropped what is outstanding (QoS 0 under pressure) or lost it;
+ * write it off and go on. Returns when to look again (0: not full). */
+static int64_t relay_watch(engine_t *e, int64_t now)
+{
+    if (relay_room(e)) {
+        e->relay_full_since = 0;
+        return 0;
+    }
+    if (!e->relay_full_since)
+        e->relay_full_since = now;
+    int64_t since = e->relay_full_since > e->st.t_last_sub ? e->relay_full_since : e->st.t_last_sub;
+    if (now - since < RELAY_STALL_US)
+        return since + RELAY_STALL_US;
+    e->st.relay_gave_up += e->relay_out;
+    e->relay_out = 0;
+    e->relay_full_since = 0;
+    relay_refill(e);
+    for (uint32_t i = 0; i < e->ndevices; i++)
+        update_events(e, &e->devs[i]); /* saturating QoS 0 waits on EPOLLOUT */
+    return 0;
 }
 
 /* Starts d's telemetry: a random phase within the interval so the fleet
@@ -928,7 +1013,63 @@ static void on_suback(engine_t *e, simdev_t *d, const uint8_t *b, size_t n)
     }
 }
 
-static void on_puback(engine_t *e, simdev_t *d, const uint8_t *b, size_t n)
+/* Writes a PUBACK, PUBREC, PUBREL or PUBCOMP for pid to d. */
+static void put_ack(engine_t *e, simdev_t *d, uint8_t type, uint16_t pid)
+{
+    uint8_t *p = wreserve(e, d, 4);
+    size_t len;
+    if (p && sim_mqtt_encode_ack(p, wroom(e), type, pid, &len) == 0)
+        wcommit(e, len);
+}
+
+/* The end of a telemetry message's exchange (PUBACK, PUBCOMP, or a
+ * refusing PUBREC): its latency, its slot back, the window refilled. */
+static void telemetry_acked(engine_t *e, simdev_t *d, uint16_t pid, int64_t now)
+{
+    sim_hist_add(&e->st.puback, now - d->slot_ts[pid - 1]);
+    d->slot_ts[pid - 1] = -1;
+    if (d->slot_rec)
+        d->slot_rec[pid - 1] = 0;
+    d->free_slots[d->nfree++] = (uint16_t)(pid - 1);
+    e->st.inflight--;
+    e->st.pub_acked++;
+    e->st.t_last_ack = now;
+    pump(e, d);
+}
+
+/* PUBREC or PUBCOMP for a QoS 2 telemetry message. */
+static void on_qos2_ack(engine_t *e, simdev_t *d, uint8_t type, const sim_mqtt_ack_t *a,
+                        int64_t now)
+{
+    uint32_t w = e->o->inflight;
+    if (e->o->qos != 2 || a->pid > w || !d->slot_rec || d->slot_ts[a->pid - 1] < 0) {
+        dev_fail(e, d, SIM_ERR_PROTOCOL); /* an id we never used at QoS 2 */
+        return;
+    }
+    uint32_t s = a->pid - 1u;
+    if (type == SIM_MQTT_PUBREC) {
+        if (a->reason >= 0x80) {
+            /* Refused (MQTT 5): the exchange ends here, no PUBREL. */
+            e->st.errors[SIM_ERR_PUBACK]++;
+            telemetry_acked(e, d, a->pid, now);
+            return;
+        }
+        if (!d->slot_rec[s]) {
+            d->slot_rec[s] = 1;
+            sim_hist_add(&e->st.pubrec, now - d->slot_ts[s]);
+        }
+        put_ack(e, d, SIM_MQTT_PUBREL, a->pid); /* again for a repeated PUBREC */
+        return;
+    }
+    if (!d->slot_rec[s]) {
+        dev_fail(e, d, SIM_ERR_PROTOCOL); /* PUBCOMP before PUBREC */
+        return;
+    }
+    telemetry_acked(e, d, a->pid, now);
+}
+
+/* PUBACK, PUBREC or PUBCOMP from the server. */
+static void on_ack(engine_t *e, simdev_t *d, uint8_t type, const uint8_t *b, size_t n)
 {
     sim_mqtt_ack_t a;
     if (d->state != D_READY || sim_mqtt_decode_ack(b, n, e->o->version, &a) < 0) {
@@ -936,17 +1077,15 @@ static void on_puback(engine_t *e, simdev_t *d, const uint8_t *b, size_t n)
         return;
     }
     int64_t now = util_mono_us();
+    if (type != SIM_MQTT_PUBACK) {
+        on_qos2_ack(e, d, type, &a, now);
+        return;
+    }
     uint32_t w = e->o->inflight;
     if (a.reason >= 0x80)
         e->st.errors[SIM_ERR_PUBACK]++;
-    if (a.pid <= w && d->free_slots && d->slot_ts[a.pid - 1] >= 0) {
-        sim_hist_add(&e->st.puback, now - d->slot_ts[a.pid - 1]);
-        d->slot_ts[a.pid - 1] = -1;
-        d->free_slots[d->nfree++] = (uint16_t)(a.pid - 1);
-        e->st.inflight--;
-        e->st.pub_acked++;
-        e->st.t_last_ack = now;
-        pump(e, d);
+    if (a.pid <= w && d->free_slots && e->o->qos == 1 && d->slot_ts[a.pid - 1] >= 0) {
+        telemetry_acked(e, d, a.pid, now);
         return;
     }
     uint32_t s = (uint32_t)a.pid - w - 1;
@@ -967,23 +1106,52 @@ static void on_puback(engine_t *e, simdev_t *d, const uint8_t *b, size_t n)
     dev_fail(e, d, SIM_ERR_PROTOCOL); /* an id we never used */
 }
 
+/* The watcher got m: frees its relay window slot, and those of the
+ * messages of the same publisher it skipped over. */
+static void relay_delivered(engine_t *e, const sim_mqtt_publish_t *m)
+{
+    uint64_t freed = 1, pub, seq;
+    if (e->spec.relay && sim_payload_relay_ids(m->payload, m->payload_len, &pub, &seq) == 0 &&
+        pub < e->ndevices) {
+        simdev_t *p = &e->devs[pub];
+        if (seq < p->rx_next) {
+            e->st.sub_late++; /* its slot went when a later one came */
+            return;
+        }
+        e->st.sub_gaps += seq - p->rx_next;
+        freed = seq - p->rx_next + 1;
+        p->rx_next = seq + 1;
+    }
+    e->relay_out = e->relay_out > freed ? e->relay_out - freed : 0;
+}
+
 static void on_publish(engine_t *e, simdev_t *d, uint8_t flags, const uint8_t *b, size_t n)
 {
     sim_mqtt_publish_t m;
-    if (d->state != D_READY || sim_mqtt_decode_publish(flags, b, n, e->o->version, &m) < 0 ||
-        m.qos > 1) {
+    if (d->state != D_READY || sim_mqtt_decode_publish(flags, b, n, e->o->version, &m) < 0) {
         dev_fail(e, d, SIM_ERR_PROTOCOL);
         return;
     }
     int64_t now = util_mono_us();
+    bool again = false; /* a QoS 2 message we have already (no PUBREL yet) */
     if (m.qos == 1) {
-        uint8_t *p = wreserve(e, d, 4);
-        size_t len;
-        if (!p || sim_mqtt_encode_puback(p, wroom(e), m.pid, &len) < 0)
-            return;
-        wcommit(e, len);
+        put_ack(e, d, SIM_MQTT_PUBACK, m.pid);
+    } else if (m.qos == 2) {
+        if (d->rx_ids) {
+            uint8_t bit = (uint8_t)(1u << (m.pid & 7));
+            again = d->rx_ids[m.pid >> 3] & bit;
+            d->rx_ids[m.pid >> 3] |= bit;
+        }
+        put_ack(e, d, SIM_MQTT_PUBREC, m.pid);
     }
+    if (d->fd < 0)
+        return;
     if (d->watcher) {
+        if (again) {
+            e->st.sub_duplicates++;
+            return;
+        }
+        relay_delivered(e, &m);
         e->st.sub_received++;
         if (!e->st.t_first_sub)
             e->st.t_first_sub = now;
@@ -1013,6 +1181,19 @@ static void on_publish(engine_t *e, simdev_t *d, uint8_t flags, const uint8_t *b
     reschedule(e, d);
 }
 
+/* PUBREL for a QoS 2 message we received: forget its id, PUBCOMP. */
+static void on_pubrel(engine_t *e, simdev_t *d, const uint8_t *b, size_t n)
+{
+    sim_mqtt_ack_t a;
+    if (d->state != D_READY || sim_mqtt_decode_ack(b, n, e->o->version, &a) < 0) {
+        dev_fail(e, d, SIM_ERR_PROTOCOL);
+        return;
+    }
+    if (d->rx_ids)
+        d->rx_ids[a.pid >> 3] &= (uint8_t) ~(1u << (a.pid & 7));
+    put_ack(e, d, SIM_MQTT_PUBCOMP, a.pid);
+}
+
 /* Parses whole packets from buf. Returns bytes consumed, or -1 when d was
  * closed. */
 static ssize_t parse(engine_t *e, simdev_t *d, const uint8_t *buf, size_t len)
@@ -1025,7 +1206,7 @@ static ssize_t parse(engine_t *e, simdev_t *d, const uint8_t *buf, size_t len)
         int rc = sim_mqtt_parse_header(buf + off, len - off, &type, &flags, &rem, &hl);
         if (rc == -EAGAIN)
             break;
-        if (rc < 0 || rem > IN_MAX) {
+        if (rc < 0 || rem > IN_MAX || !sim_mqtt_flags_ok(type, flags)) {
             dev_fail(e, d, SIM_ERR_PROTOCOL);
             return -1;
         }
@@ -1037,7 +1218,12 @@ static ssize_t parse(engine_t *e, simdev_t *d, const uint8_t *buf, size_t len)
             on_connack(e, d, body, rem);
             break;
         case SIM_MQTT_PUBACK:
-            on_puback(e, d, body, rem);
+        case SIM_MQTT_PUBREC:
+        case SIM_MQTT_PUBCOMP:
+            on_ack(e, d, type, body, rem);
+            break;
+        case SIM_MQTT_PUBREL:
+            on_pubrel(e, d, body, rem);
             break;
         case SIM_MQTT_SUBACK:
             on_suback(e, d, body, rem);
@@ -1151,6 +1337,8 @@ static void on_event(engine_t *e, simdev_t *d, uint32_t ev)
     }
     if (ev & EPOLLIN) {
         on_readable(e, d);
+        if (d->watcher && e->o->relay_window)
+            relay_refill(e);
         if (d->fd < 0)
             return;
     } else if (ev & (EPOLLERR | EPOLLHUP)) {
@@ -1190,7 +1378,8 @@ static void on_timer(engine_t *e, simdev_t *d, int64_t now)
             /* --burst messages per tick, written together; each one that
              * finds the window full (or the socket backed up) is skipped. */
             for (uint32_t k = 0; k < e->o->burst; k++) {
-                if (d->out_len - d->out_off > OUT_BACKLOG || (e->o->qos == 1 && d->nfree == 0)) {
+                if (d->out_len - d->out_off > OUT_BACKLOG || (e->o->qos >= 1 && d->nfree == 0) ||
+                    !relay_room(e)) {
                     e->st.pub_skipped++;
                 } else if (publish_one(e, d, now) < 0) {
                     return;
@@ -1425,10 +1614,17 @@ static int engine_init(engine_t *e, const sim_engine_cfg_t *cfg)
         d->state = D_WAIT;
         d->watcher = i == cfg->n;
         d->cred = d->watcher ? &watcher_cred : &cfg->creds[i];
-        if (!d->watcher && o->qos == 1 && telemetry_on(e)) {
+        if (d->watcher && o->sub_qos == 2) {
+            d->rx_ids = calloc(1, RX_IDS_BYTES);
+            if (!d->rx_ids)
+                return -ENOMEM;
+        }
+        if (!d->watcher && o->qos >= 1 && telemetry_on(e)) {
             d->free_slots = malloc(o->inflight * sizeof(*d->free_slots));
             d->slot_ts = malloc(o->inflight * sizeof(*d->slot_ts));
             if (!d->free_slots || !d->slot_ts)
+                return -ENOMEM;
+            if (o->qos == 2 && !(d->slot_rec = calloc(o->inflight, 1)))
                 return -ENOMEM;
             for (uint32_t s = 0; s < o->inflight; s++) {
                 d->free_slots[s] = (uint16_t)(o->inflight - 1 - s);
@@ -1448,7 +1644,9 @@ static int engine_init(engine_t *e, const sim_engine_cfg_t *cfg)
                                    .n = o->shape_n,
                                    .size = o->payload_size,
                                    .seq = o->seq,
-                                   .sent_us = o->subscribe_all != NULL};
+                                   .sent_us = o->subscribe_all != NULL,
+                                   .relay = (o->relay_prefix || o->relay_window) &&
+                                            o->workers == 1 && cfg->watcher};
     uint64_t seed = o->seed ? o->seed : (uint64_t)util_mono_us();
     e->rng = (seed ^ (UINT64_C(0x9e3779b97f4a7c15) * (cfg->worker + 1))) | 1;
     struct epoll_event x = {.events = EPOLLIN, .data.ptr = NULL};
@@ -1467,6 +1665,8 @@ static void engine_fini(engine_t *e)
             free_io(d);
             free(d->free_slots);
             free(d->slot_ts);
+            free(d->slot_rec);
+            free(d->rx_ids);
             free(d->outq);
         }
     }
@@ -1519,6 +1719,7 @@ int sim_engine_run(const sim_engine_cfg_t *cfg)
         }
         int64_t paced = start_connections(e, now);
         flush(e);
+        int64_t relay_next = e->o->relay_window && !e->stopping ? relay_watch(e, now) : 0;
         while (e->hn > 0) {
             simdev_t *d = &e->devs[e->heap[0]];
             if (d->wake > now)
@@ -1539,6 +1740,8 @@ int sim_engine_run(const sim_engine_cfg_t *cfg)
             wake = min64(wake, t_drop);
         if (paced)
             wake = min64(wake, paced);
+        if (relay_next)
+            wake = min64(wake, relay_next);
         if (e->cfg->watcher && e->st.t_last_sub && (e->stopping || e->budget == 0))
             wake = min64(wake, e->st.t_last_sub + WATCHER_QUIET_US);
         if (e->hn > 0)

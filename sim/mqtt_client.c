@@ -174,15 +174,22 @@ int sim_mqtt_encode_subscribe(uint8_t *out, size_t cap, int version, uint16_t pi
     return 0;
 }
 
-int sim_mqtt_encode_puback(uint8_t *out, size_t cap, uint16_t pid, size_t *len)
+int sim_mqtt_encode_ack(uint8_t *out, size_t cap, uint8_t type, uint16_t pid, size_t *len)
 {
+    if (type < SIM_MQTT_PUBACK || type > SIM_MQTT_PUBCOMP || pid == 0)
+        return -EINVAL;
     if (cap < 4)
         return -ENOSPC;
-    out[0] = SIM_MQTT_PUBACK << 4;
+    out[0] = (uint8_t)(type << 4 | (type == SIM_MQTT_PUBREL ? 0x02 : 0));
     out[1] = 2;
     put_u16(out + 2, pid);
     *len = 4;
     return 0;
+}
+
+int sim_mqtt_encode_puback(uint8_t *out, size_t cap, uint16_t pid, size_t *len)
+{
+    return sim_mqtt_encode_ack(out, cap, SIM_MQTT_PUBACK, pid, len);
 }
 
 static int encode_empty(uint8_t *out, size_t cap, uint8_t type, size_t *len)
@@ -203,6 +210,13 @@ int sim_mqtt_encode_pingreq(uint8_t *out, size_t cap, size_t *len)
 int sim_mqtt_encode_disconnect(uint8_t *out, size_t cap, size_t *len)
 {
     return encode_empty(out, cap, SIM_MQTT_DISCONNECT, len);
+}
+
+bool sim_mqtt_flags_ok(uint8_t type, uint8_t flags)
+{
+    if (type == SIM_MQTT_PUBLISH)
+        return true;
+    return flags == (type == SIM_MQTT_PUBREL ? 0x02 : 0x00);
 }
 
 int sim_mqtt_parse_header(const uint8_t *buf, size_t len, uint8_t *type, uint8_t *flags,

@@ -6,9 +6,14 @@
  * Encoders write one whole packet into (out, cap) and return its length in
  * *len; -ENOSPC when it does not fit (nothing useful is written then),
  * -EINVAL for arguments MQTT cannot carry (a string over 65535 bytes, QoS
- * above 2). The sim only ever sends: CONNECT, PUBLISH, PUBACK, SUBSCRIBE,
- * PINGREQ and DISCONNECT. MQTT 5 packets carry no properties except the
- * session expiry interval in CONNECT.
+ * above 2). The sim only ever sends: CONNECT, PUBLISH, PUBACK, PUBREC,
+ * PUBREL, PUBCOMP, SUBSCRIBE, PINGREQ and DISCONNECT. MQTT 5 packets carry
+ * no properties except the session expiry interval in CONNECT; the QoS
+ * acknowledgements use the 2-byte form (success), valid in both versions.
+ *
+ * QoS 2 takes four packets: the sender's PUBLISH, the receiver's PUBREC,
+ * the sender's PUBREL (the only one with fixed-header flags 0010) and the
+ * receiver's PUBCOMP, all carrying the PUBLISH's packet id.
  *
  * Decoders take one packet's body (after the fixed header, exactly
  * `remaining length` bytes) and return 0 or -EPROTO for anything malformed;
@@ -77,9 +82,18 @@ int sim_mqtt_encode_subscribe(uint8_t *out, size_t cap, int version, uint16_t pi
 
 /* PUBACK (success; the 2-byte form is valid in both versions). */
 int sim_mqtt_encode_puback(uint8_t *out, size_t cap, uint16_t pid, size_t *len);
+/* PUBACK, PUBREC, PUBREL or PUBCOMP (type SIM_MQTT_PUB*), success, 2-byte
+ * form; PUBREL gets its required flags 0010. -EINVAL for another type or
+ * packet id 0. */
+int sim_mqtt_encode_ack(uint8_t *out, size_t cap, uint8_t type, uint16_t pid, size_t *len);
 int sim_mqtt_encode_pingreq(uint8_t *out, size_t cap, size_t *len);
 /* DISCONNECT, normal (reason 0 in MQTT 5). */
 int sim_mqtt_encode_disconnect(uint8_t *out, size_t cap, size_t *len);
+
+/* Whether the fixed-header flags are the ones MQTT requires for a packet
+ * of this type coming from a server: anything for PUBLISH (its QoS is
+ * checked by the decoder), 0010 for PUBREL, 0000 for the rest. */
+bool sim_mqtt_flags_ok(uint8_t type, uint8_t flags);
 
 /* Fixed header at the start of buf: 0 with *type, *flags, *remaining and
  * *header_len set; -EAGAIN when buf holds only part of the header;
@@ -108,7 +122,7 @@ typedef struct sim_mqtt_publish {
 } sim_mqtt_publish_t;
 
 int sim_mqtt_decode_connack(const uint8_t *body, size_t len, int version, sim_mqtt_connack_t *out);
-/* PUBACK (and PUBREC/PUBCOMP, same shape). */
+/* PUBACK, PUBREC, PUBREL and PUBCOMP (same shape). */
 int sim_mqtt_decode_ack(const uint8_t *body, size_t len, int version, sim_mqtt_ack_t *out);
 /* SUBACK: packet id and up to max return codes into codes (*n set); a
  * SUBACK with more codes than max is -EPROTO. */

@@ -293,6 +293,8 @@ enum {
     O_SUB_QOS,
     O_SUB_USER,
     O_SUB_PASSWORD,
+    O_RELAY,
+    O_RELAY_WINDOW,
     O_DURATION,
     O_DRAIN,
     O_REPORT_INTERVAL,
@@ -348,6 +350,8 @@ static const struct option longopts[] = {
     {"sub-qos", required_argument, NULL, O_SUB_QOS},
     {"sub-user", required_argument, NULL, O_SUB_USER},
     {"sub-password", required_argument, NULL, O_SUB_PASSWORD},
+    {"relay", required_argument, NULL, O_RELAY},
+    {"relay-window", required_argument, NULL, O_RELAY_WINDOW},
     {"duration", required_argument, NULL, O_DURATION},
     {"drain", required_argument, NULL, O_DRAIN},
     {"report-interval", required_argument, NULL, O_REPORT_INTERVAL},
@@ -396,8 +400,8 @@ void sim_opts_usage(FILE *f)
         "                            (with --drop-at: once all are back after the drop)\n"
         "telemetry:\n"
         "  --telemetry-interval D    per device (1s); 0 = as fast as the window allows; off\n"
-        "  --qos 0|1                 (1)\n"
-        "  --inflight W              unacknowledged QoS 1 telemetry per device (16)\n"
+        "  --qos 0|1|2               (1)\n"
+        "  --inflight W              unacknowledged QoS 1/2 telemetry per device (16)\n"
         "  --burst N                 messages per device per tick, written together (1)\n"
         "  --payload-size B          pad the body to about B bytes\n"
         "  --shape S                 simple | metrics:N | batch:N (simple)\n"
@@ -413,9 +417,15 @@ void sim_opts_usage(FILE *f)
         "  --twin-interval D         report a twin change every D per device (off)\n"
         "fan-in:\n"
         "  --subscribe-all FILTER    one extra client subscribed to FILTER, counts deliveries\n"
-        "  --sub-qos 0|1             its subscription QoS (0)\n"
+        "  --sub-qos 0|1|2           its subscription QoS (0)\n"
         "  --sub-user U              its user name (sim-watcher); password --sub-password or "
         "--token\n"
+        "relay:\n"
+        "  --relay PREFIX            devices publish on PREFIX/{id} (not devices/...), subscribe\n"
+        "                            to nothing; the subscriber takes PREFIX/+ unless\n"
+        "                            --subscribe-all says otherwise\n"
+        "  --relay-window W          at most W messages published and not yet delivered to the\n"
+        "                            subscriber (closed loop; needs --workers 1)\n"
         "run:\n"
         "  --duration D              stop after D (60s; at most 24h)\n"
         "  --drain D                 wait this long for outstanding acks at the end (5s)\n"
@@ -589,14 +599,23 @@ int sim_opts_parse(sim_opts_t *o, int argc, char **argv, char *err, size_t errle
                 return fail(err, errlen, "--twin-interval wants a positive duration or off");
             break;
         case O_QOS:
-            if (sim_parse_u64(optarg, 0, 1, &u) < 0)
-                return fail(err, errlen, "--qos wants 0 or 1");
+            if (sim_parse_u64(optarg, 0, 2, &u) < 0)
+                return fail(err, errlen, "--qos wants 0, 1 or 2");
             o->qos = (int)u;
             break;
         case O_SUB_QOS:
-            if (sim_parse_u64(optarg, 0, 1, &u) < 0)
-                return fail(err, errlen, "--sub-qos wants 0 or 1");
+            if (sim_parse_u64(optarg, 0, 2, &u) < 0)
+                return fail(err, errlen, "--sub-qos wants 0, 1 or 2");
             o->sub_qos = (int)u;
+            break;
+        case O_RELAY:
+            o->relay_prefix = optarg;
+            break;
+        case O_RELAY_WINDOW:
+            if (sim_parse_u64(optarg, 1, SIM_RELAY_WINDOW_MAX, &u) < 0)
+                return fail(err, errlen, "--relay-window wants 1..%d messages",
+                            SIM_RELAY_WINDOW_MAX);
+            o->relay_window = (uint32_t)u;
             break;
         case O_INFLIGHT:
             if (sim_parse_u64(optarg, 1, SIM_INFLIGHT_MAX, &u) < 0)
@@ -622,6 +641,7 @@ int sim_opts_parse(sim_opts_t *o, int argc, char **argv, char *err, size_t errle
             break;
         case O_TOPIC_LEAF:
             o->topic_leaf = optarg;
+            o->topic_given = true;
             break;
         case O_MESSAGES:
             if (sim_parse_u64(optarg, 1, UINT64_C(1000000000000), &u) < 0)
@@ -737,6 +757,25 @@ int sim_opts_parse(sim_opts_t *o, int argc, char **argv, char *err, size_t errle
     if (o->topic_leaf[0] == '\0' || strlen(o->topic_leaf) > 64 || strchr(o->topic_leaf, '+') ||
         strchr(o->topic_leaf, '#'))
         return fail(err, errlen, "--topic wants a topic leaf of 1..64 bytes without wildcards");
+    if (o->relay_prefix) {
+        size_t rl = strlen(o->relay_prefix);
+        if (rl == 0 || rl > SIM_RELAY_PREFIX_MAX || strchr(o->relay_prefix, '+') ||
+            strchr(o->relay_prefix, '#'))
+            return fail(err, errlen,
+                        "--relay wants a topic prefix of 1..%d bytes without wildcards",
+                        SIM_RELAY_PREFIX_MAX);
+        if (o->topic_given)
+            return fail(err, errlen, "--relay and --topic exclude each other");
+        snprintf(o->relay_filter, sizeof(o->relay_filter), "%s/+", o->relay_prefix);
+        o->subscribe = false;
+        if (!o->subscribe_all)
+            o->subscribe_all = o->relay_filter;
+    }
+    if (o->relay_window && !o->subscribe_all)
+        return fail(err, errlen, "--relay-window needs a subscriber (--relay or --subscribe-all)");
+    if (o->relay_window && o->workers != 1)
+        return fail(err, errlen,
+                    "--relay-window needs --workers 1 (the subscriber counts for its publishers)");
     if (o->payload_size > SIM_PAYLOAD_MAX - 1024)
         o->payload_size = SIM_PAYLOAD_MAX - 1024;
     return 0;

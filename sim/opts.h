@@ -4,7 +4,8 @@
  * and on loopback. Pure: sim_opts_parse() only fills a struct and an error
  * message, so every rule is unit tested.
  *
- * Strings in sim_opts_t borrow from argv.
+ * Strings in sim_opts_t borrow from argv, except that subscribe_all may
+ * point at the struct's own relay_filter: pass the struct by pointer.
  */
 #ifndef DROVER_SIM_OPTS_H
 #define DROVER_SIM_OPTS_H
@@ -21,6 +22,8 @@
 #define SIM_INFLIGHT_MAX 1024
 #define SIM_SOURCE_ADDRS_MAX 250
 #define SIM_HOST_MAX 64
+#define SIM_RELAY_PREFIX_MAX 64
+#define SIM_RELAY_WINDOW_MAX 100000
 
 /* Telemetry body shapes. */
 typedef enum {
@@ -67,16 +70,17 @@ typedef struct sim_opts {
 
     /* telemetry */
     int64_t telemetry_interval_us; /* -1 = off, 0 = as fast as the window allows */
-    int qos;
-    uint32_t inflight;
-    uint32_t burst; /* messages per telemetry tick */
+    int qos;                       /* 0, 1 or 2 */
+    uint32_t inflight;             /* unacknowledged QoS 1/2 telemetry per device */
+    uint32_t burst;                /* messages per telemetry tick */
     uint32_t payload_size;
     sim_shape_t shape;
     uint32_t shape_n;
     bool seq;
     const char *topic_leaf; /* devices/{id}/<leaf> (telemetry) */
-    uint64_t messages;      /* 0 = unlimited */
-    bool wait_all;          /* publish only once every device is connected */
+    bool topic_given;
+    uint64_t messages; /* 0 = unlimited */
+    bool wait_all;     /* publish only once every device is connected */
 
     /* commands and twin */
     bool subscribe;
@@ -86,9 +90,19 @@ typedef struct sim_opts {
 
     /* one wildcard subscriber (fan-in measurements) */
     const char *subscribe_all;
-    int sub_qos;
+    int sub_qos; /* 0, 1 or 2 */
     const char *sub_user;
     const char *sub_password;
+
+    /* relay mode: devices publish on <relay_prefix>/{id} (no devices/
+     * namespace, no command or twin subscriptions); the subscriber's
+     * filter defaults to relay_filter, "<relay_prefix>/+" */
+    const char *relay_prefix;
+    char relay_filter[SIM_RELAY_PREFIX_MAX + 4];
+    /* at most this many messages published and not yet delivered to the
+     * subscriber (0 = no limit): a closed loop that measures the relay's
+     * throughput without overrunning it */
+    uint32_t relay_window;
 
     /* run */
     int64_t duration_us;

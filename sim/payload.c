@@ -41,8 +41,10 @@ static void put(out_t *o, const char *fmt, ...)
 static void put_extras(out_t *o, const sim_payload_spec_t *spec, uint64_t seq, int64_t mono_us,
                        size_t tail)
 {
-    if (spec->seq)
+    if (spec->seq || spec->relay)
         put(o, ",\"seq\":%" PRIu64, seq);
+    if (spec->relay)
+        put(o, ",\"p\":%" PRIu32, spec->pub);
     if (spec->sent_us)
         put(o, ",\"t\":%" PRId64, mono_us);
     static const char pad_head[] = ",\"pad\":\"";
@@ -106,10 +108,9 @@ int sim_payload_build(char *out, size_t cap, const sim_payload_spec_t *spec, uin
     return 0;
 }
 
-int sim_payload_sent_us(const uint8_t *p, size_t len, int64_t *us)
+/* The unsigned number after the first "key": in p (at most 18 digits). */
+static int scan_number(const uint8_t *p, size_t len, const char *key, size_t kl, int64_t *out)
 {
-    static const char key[] = "\"t\":";
-    size_t kl = sizeof(key) - 1;
     for (size_t i = 0; i + kl < len; i++) {
         if (p[i] != '"' || memcmp(p + i, key, kl) != 0)
             continue;
@@ -123,10 +124,28 @@ int sim_payload_sent_us(const uint8_t *p, size_t len, int64_t *us)
         }
         if (digits == 0)
             return -ENOENT;
-        *us = v;
+        *out = v;
         return 0;
     }
     return -ENOENT;
+}
+
+int sim_payload_sent_us(const uint8_t *p, size_t len, int64_t *us)
+{
+    static const char key[] = "\"t\":";
+    return scan_number(p, len, key, sizeof(key) - 1, us);
+}
+
+int sim_payload_relay_ids(const uint8_t *p, size_t len, uint64_t *pub, uint64_t *seq)
+{
+    static const char kp[] = "\"p\":", ks[] = "\"seq\":";
+    int64_t a, b;
+    if (scan_number(p, len, kp, sizeof(kp) - 1, &a) < 0 ||
+        scan_number(p, len, ks, sizeof(ks) - 1, &b) < 0)
+        return -ENOENT;
+    *pub = (uint64_t)a;
+    *seq = (uint64_t)b;
+    return 0;
 }
 
 /* Whether topic starts with devices/{id}/ and the rest equals or starts

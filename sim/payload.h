@@ -20,6 +20,9 @@ typedef struct sim_payload_spec {
     uint32_t size; /* pad to about this many bytes; 0 = natural size */
     bool seq;      /* include "seq" */
     bool sent_us;  /* include "t": the send time (monotonic µs) for relay latency */
+    bool relay;    /* include "p": the publisher (pub below) and "seq", so the
+                      subscriber can tell lost and reordered messages */
+    uint32_t pub;  /* the publishing device's index (set per message) */
 } sim_payload_spec_t;
 
 /* Builds one telemetry body into out. seq: the device's message counter;
@@ -33,6 +36,10 @@ int sim_payload_build(char *out, size_t cap, const sim_payload_spec_t *spec, uin
  * parse: it runs once per delivered message on the subscriber). -ENOENT
  * when absent. */
 int sim_payload_sent_us(const uint8_t *p, size_t len, int64_t *us);
+
+/* The "p" and "seq" members written with spec->relay (the same plain
+ * scan). -ENOENT unless both are there. */
+int sim_payload_relay_ids(const uint8_t *p, size_t len, uint64_t *pub, uint64_t *seq);
 
 /* Whether topic is devices/{id}/commands/{cid} (cid: 1..max-1 bytes, no
  * '/'); copies cid NUL-terminated into cid. */

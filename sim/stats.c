@@ -79,6 +79,10 @@ void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src, bool first)
     dst->reported_sent += src->reported_sent;
     dst->reported_acked += src->reported_acked;
     dst->sub_received += src->sub_received;
+    dst->sub_duplicates += src->sub_duplicates;
+    dst->sub_gaps += src->sub_gaps;
+    dst->sub_late += src->sub_late;
+    dst->relay_gave_up += src->relay_gave_up;
     for (int i = 0; i < SIM_ERR_COUNT; i++)
         dst->errors[i] += src->errors[i];
     for (int i = 0; i < 256; i++)
@@ -107,6 +111,7 @@ void sim_stats_merge(sim_stats_t *dst, const sim_stats_t *src, bool first)
     dst->t_end = max64(dst->t_end, src->t_end);
     sim_hist_merge(&dst->connack, &src->connack);
     sim_hist_merge(&dst->puback, &src->puback);
+    sim_hist_merge(&dst->pubrec, &src->pubrec);
     sim_hist_merge(&dst->command, &src->command);
     sim_hist_merge(&dst->relay, &src->relay);
 }
@@ -151,7 +156,7 @@ static void derive(const sim_opts_t *o, const sim_stats_t *s, int64_t t0, derive
         d->connects_per_s = per_s(s->connects, d->elapsed_s);
     double sent_span = span_s(s->t_first_pub, s->t_last_pub);
     d->sent_per_s = per_s(s->pub_sent, sent_span);
-    if (o->qos == 1) {
+    if (o->qos >= 1) {
         d->pub_window_s = span_s(s->t_first_pub, s->t_last_ack);
         d->acked_per_s = per_s(s->pub_acked, d->pub_window_s);
     } else {
@@ -223,13 +228,14 @@ void sim_report_text(FILE *f, const sim_opts_t *o, const sim_stats_t *s, int64_t
     if (s->pub_sent) {
         fprintf(f, "  telemetry QoS %d        %llu sent (%.0f/s)", o->qos,
                 (unsigned long long)s->pub_sent, d.sent_per_s);
-        if (o->qos == 1)
+        if (o->qos >= 1)
             fprintf(f, ", %llu acknowledged (%.0f/s)", (unsigned long long)s->pub_acked,
                     d.acked_per_s);
         if (s->pub_skipped)
             fprintf(f, ", %llu ticks skipped (window full)", (unsigned long long)s->pub_skipped);
         fprintf(f, "\n");
-        text_latency(f, "PUBLISH->PUBACK", &s->puback);
+        text_latency(f, o->qos == 2 ? "PUBLISH->PUBCOMP" : "PUBLISH->PUBACK", &s->puback);
+        text_latency(f, "PUBLISH->PUBREC", &s->pubrec);
     }
     if (s->cmd_received)
         fprintf(f,
@@ -242,8 +248,17 @@ void sim_report_text(FILE *f, const sim_opts_t *o, const sim_stats_t *s, int64_t
                 (unsigned long long)s->desired_received, (unsigned long long)s->reported_sent,
                 (unsigned long long)s->reported_acked);
     if (o->subscribe_all) {
-        fprintf(f, "  watcher                %llu delivered (%.0f/s)\n",
+        fprintf(f, "  watcher QoS %d          %llu delivered (%.0f/s)", o->sub_qos,
                 (unsigned long long)s->sub_received, d.sub_per_s);
+        if (s->sub_duplicates)
+            fprintf(f, ", %llu duplicates", (unsigned long long)s->sub_duplicates);
+        if (s->sub_gaps || s->sub_late)
+            fprintf(f, ", %llu skipped over, %llu late (per publisher order)",
+                    (unsigned long long)s->sub_gaps, (unsigned long long)s->sub_late);
+        if (s->relay_gave_up)
+            fprintf(f, ", %llu given up (relay window stalled)",
+                    (unsigned long long)s->relay_gave_up);
+        fprintf(f, "\n");
         text_latency(f, "relay", &s->relay);
     }
     if (d.drop_at_s >= 0) {
@@ -323,7 +338,7 @@ int sim_report_json(FILE *f, const sim_opts_t *o, const sim_stats_t *s, int64_t 
         "sent", u(s->pub_sent), "acked", u(s->pub_acked), "skipped_window_full", u(s->pub_skipped),
         "lost_in_drops", u(s->pub_lost), "inflight_at_end", u(s->inflight), "bytes_sent",
         u(s->bytes_sent), "window_s", d.pub_window_s, "sent_per_s", d.sent_per_s, "acked_per_s",
-        o->qos == 1 ? json_real(d.acked_per_s) : json_null(), "puback_ms",
+        o->qos >= 1 ? json_real(d.acked_per_s) : json_null(), "puback_ms",
         latency_json(&s->puback));
     if (tel) {
         /* When the telemetry phase ran, on the run's clock (seconds). */
@@ -333,6 +348,8 @@ int sim_report_json(FILE *f, const sim_opts_t *o, const sim_stats_t *s, int64_t 
                             num_or_null(s->t_last_pub ? span_s(t0, s->t_last_pub) : -1));
         json_object_set_new(tel, "last_ack_s",
                             num_or_null(s->t_last_ack ? span_s(t0, s->t_last_ack) : -1));
+        /* QoS 2: puback_ms is PUBLISH -> PUBCOMP, the whole exchange. */
+        json_object_set_new(tel, "pubrec_ms", latency_json(&s->pubrec));
     }
     json_object_set_new(root, "telemetry", tel);
 
@@ -346,9 +363,13 @@ int sim_report_json(FILE *f, const sim_opts_t *o, const sim_stats_t *s, int64_t 
                                   u(s->reported_acked)));
     if (o->subscribe_all)
         json_object_set_new(root, "watcher",
-                            json_pack("{s:s, s:o, s:f, s:o}", "filter", o->subscribe_all,
-                                      "received", u(s->sub_received), "per_s", d.sub_per_s,
-                                      "relay_ms", latency_json(&s->relay)));
+                            json_pack("{s:s, s:i, s:o, s:f, s:o, s:o, s:o, s:o, s:o, s:o}",
+                                      "filter", o->subscribe_all, "qos", o->sub_qos, "received",
+                                      u(s->sub_received), "per_s", d.sub_per_s, "duplicates",
+                                      u(s->sub_duplicates), "gaps", u(s->sub_gaps), "late",
+                                      u(s->sub_late), "relay_window",
+                                      o->relay_window ? u(o->relay_window) : json_null(), "gave_up",
+                                      u(s->relay_gave_up), "relay_ms", latency_json(&s->relay)));
     else
         json_object_set_new(root, "watcher", json_null());
     if (d.drop_at_s >= 0)

@@ -4,7 +4,7 @@
  * Each worker process keeps one sim_stats_t: counters that only grow,
  * a few gauges (connected now), monotonic timestamps of phase changes
  * (CLOCK_MONOTONIC is system-wide, so workers' times compare directly)
- * and four latency histograms in microseconds. The struct is plain old
+ * and five latency histograms in microseconds. The struct is plain old
  * data: a worker sends snapshots of it to the parent over a socketpair,
  * the parent merges them (sim_stats_merge) into the fleet's view and
  * prints a live line (from the difference of two snapshots) and the final
@@ -29,7 +29,7 @@ typedef enum {
     SIM_ERR_DROPPED,           /* an established connection lost, not by us */
     SIM_ERR_SERVER_DISCONNECT, /* MQTT 5 DISCONNECT sent by the server */
     SIM_ERR_PROTOCOL,          /* malformed or unexpected packet from the server */
-    SIM_ERR_PUBACK,            /* PUBACK with a failure reason (MQTT 5) */
+    SIM_ERR_PUBACK,            /* PUBACK or PUBREC with a failure reason (MQTT 5) */
     SIM_ERR_SUBACK,            /* a subscription refused */
     SIM_ERR_COMMANDS,          /* a command dropped: too many waiting on one device */
     SIM_ERR_UNACKED,           /* QoS 1 messages still unacknowledged at the end */
@@ -46,7 +46,7 @@ typedef struct sim_stats {
     uint64_t connected_peak;
     uint64_t ready;        /* connected and subscribed (plus the watcher) */
     uint64_t ready_target; /* what ready counts up to */
-    uint64_t inflight;     /* QoS 1 telemetry not yet acknowledged */
+    uint64_t inflight;     /* QoS 1/2 telemetry not yet acknowledged (PUBACK/PUBCOMP) */
 
     /* counters */
     uint64_t connect_attempts;
@@ -58,7 +58,11 @@ typedef struct sim_stats {
     uint64_t bytes_sent;
     uint64_t cmd_received, cmd_replied, cmd_failed, cmd_acked;
     uint64_t desired_received, reported_sent, reported_acked;
-    uint64_t sub_received;
+    uint64_t sub_received;   /* deliveries to the watcher (a QoS 2 resend not counted) */
+    uint64_t sub_duplicates; /* QoS 2 PUBLISH again for an id awaiting its PUBREL */
+    uint64_t sub_gaps;       /* relay: skipped over (a later message of its publisher came first) */
+    uint64_t sub_late;       /* relay: came after a later message of its publisher */
+    uint64_t relay_gave_up;  /* --relay-window: messages never delivered, given up after a stall */
     uint64_t errors[SIM_ERR_COUNT];
     uint64_t refused[256]; /* CONNACK refusals by code */
 
@@ -72,7 +76,8 @@ typedef struct sim_stats {
 
     /* µs */
     sim_hist_t connack; /* TCP connect start -> CONNACK */
-    sim_hist_t puback;  /* PUBLISH written -> PUBACK read (telemetry) */
+    sim_hist_t puback;  /* PUBLISH written -> PUBACK (QoS 1) or PUBCOMP (QoS 2) read */
+    sim_hist_t pubrec;  /* PUBLISH written -> PUBREC read (QoS 2 telemetry) */
     sim_hist_t command; /* command PUBLISH read -> result PUBACK read */
     sim_hist_t relay;   /* device PUBLISH written -> delivered to the watcher */
 } sim_stats_t;

@@ -1,7 +1,8 @@
 /*
  * drover-sim's MQTT client codec (sim/mqtt_client.c): encoders checked
  * byte for byte against the 3.1.1 and 5.0 layouts, decoders against valid
- * packets, truncations and malformed fields.
+ * packets, truncations and malformed fields; the QoS 2 exchange (PUBLISH,
+ * PUBREC, PUBREL, PUBCOMP) from both the sender's and the receiver's side.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -233,6 +234,102 @@ static void test_decode_suback_publish_disconnect(void **state)
     assert_int_equal(sim_mqtt_decode_disconnect(d5, 2, 4, &r), -EPROTO);
 }
 
+/* QoS 2, sender's side: PUBLISH QoS 2 out, PUBREC in, PUBREL out,
+ * PUBCOMP in; receiver's side: PUBLISH QoS 2 in, PUBREC out, PUBREL in,
+ * PUBCOMP out. */
+static void test_qos2_exchange(void **state)
+{
+    (void)state;
+    uint8_t b[64];
+    size_t n;
+
+    /* The sender's PUBLISH: QoS bits 10, packet id after the topic. */
+    assert_int_equal(sim_mqtt_encode_publish(b, sizeof(b), 4, "r/1", 3, 2, 0x0102, "x", 1, &n), 0);
+    static const uint8_t q2[] = {0x34, 8, 0, 3, 'r', '/', '1', 0x01, 0x02, 'x'};
+    assert_int_equal(n, sizeof(q2));
+    assert_memory_equal(b, q2, sizeof(q2));
+    assert_int_equal(sim_mqtt_encode_publish(b, sizeof(b), 5, "r", 1, 2, 0, "x", 1, &n), -EINVAL);
+    /* DUP on a resent QoS 2 head. */
+    assert_int_equal(sim_mqtt_encode_publish_head(b, sizeof(b), 5, "r", 1, 2, true, 9, 0, &n), 0);
+    assert_int_equal(b[0], 0x3c);
+
+    /* The four acknowledgements: PUBREL alone has flags 0010. */
+    static const struct {
+        uint8_t type, first;
+    } acks[] = {{SIM_MQTT_PUBACK, 0x40},
+                {SIM_MQTT_PUBREC, 0x50},
+                {SIM_MQTT_PUBREL, 0x62},
+                {SIM_MQTT_PUBCOMP, 0x70}};
+    for (size_t i = 0; i < sizeof(acks) / sizeof(acks[0]); i++) {
+        memset(b, 0xee, sizeof(b));
+        assert_int_equal(sim_mqtt_encode_ack(b, sizeof(b), acks[i].type, 0xbeef, &n), 0);
+        assert_int_equal(n, 4);
+        const uint8_t want[] = {acks[i].first, 2, 0xbe, 0xef};
+        assert_memory_equal(b, want, 4);
+        assert_int_equal(b[4], 0xee); /* nothing past the packet */
+        /* What we send is what a server's copy of it decodes to. */
+        uint8_t t, f;
+        uint32_t rem;
+        size_t hl;
+        assert_int_equal(sim_mqtt_parse_header(b, n, &t, &f, &rem, &hl), 0);
+        assert_int_equal(t, acks[i].type);
+        assert_true(sim_mqtt_flags_ok(t, f));
+        sim_mqtt_ack_t a;
+        assert_int_equal(sim_mqtt_decode_ack(b + hl, rem, 4, &a), 0);
+        assert_int_equal(a.pid, 0xbeef);
+        assert_int_equal(sim_mqtt_encode_ack(b, 3, acks[i].type, 1, &n), -ENOSPC);
+        assert_int_equal(sim_mqtt_encode_ack(b, sizeof(b), acks[i].type, 0, &n), -EINVAL);
+    }
+    assert_int_equal(sim_mqtt_encode_ack(b, sizeof(b), SIM_MQTT_SUBACK, 1, &n), -EINVAL);
+    assert_int_equal(sim_mqtt_encode_ack(b, sizeof(b), SIM_MQTT_CONNACK, 1, &n), -EINVAL);
+
+    /* The receiver's PUBLISH: QoS 2 with its id; id 0 is malformed. */
+    sim_mqtt_publish_t m;
+    static const uint8_t p2[] = {0, 3, 'r', '/', '1', 0x12, 0x34, '{', '}'};
+    assert_int_equal(sim_mqtt_decode_publish(0x04, p2, sizeof(p2), 4, &m), 0);
+    assert_int_equal(m.qos, 2);
+    assert_int_equal(m.pid, 0x1234);
+    assert_false(m.dup);
+    assert_int_equal(sim_mqtt_decode_publish(0x0d, p2, sizeof(p2), 4, &m), 0);
+    assert_true(m.dup);
+    assert_true(m.retain);
+    static const uint8_t p2zero[] = {0, 1, 'r', 0, 0, 'x'};
+    assert_int_equal(sim_mqtt_decode_publish(0x04, p2zero, sizeof(p2zero), 4, &m), -EPROTO);
+    static const uint8_t p2v5[] = {0, 1, 'r', 0, 7, 3, 0x23, 0x00, 0x01, 'x'}; /* topic alias */
+    assert_int_equal(sim_mqtt_decode_publish(0x04, p2v5, sizeof(p2v5), 5, &m), 0);
+    assert_int_equal(m.pid, 7);
+    assert_int_equal(m.payload_len, 1);
+
+    /* PUBREC / PUBREL / PUBCOMP bodies from an MQTT 5 server: the short
+     * form, a reason code (0x92 packet identifier not found), properties. */
+    sim_mqtt_ack_t a;
+    static const uint8_t rel5[] = {0x00, 0x07, 0x92, 0x03, 0x1f, 0x00, 0x00};
+    assert_int_equal(sim_mqtt_decode_ack(rel5, sizeof(rel5), 5, &a), 0);
+    assert_int_equal(a.reason, 0x92);
+    assert_int_equal(sim_mqtt_decode_ack(rel5, 2, 5, &a), 0);
+    assert_int_equal(a.reason, 0);
+    static const uint8_t rec_bad[] = {0x00, 0x07, 0x80, 0x05, 0x00};
+    assert_int_equal(sim_mqtt_decode_ack(rec_bad, sizeof(rec_bad), 5, &a), -EPROTO);
+
+    /* Fixed-header flags a server must use. */
+    assert_true(sim_mqtt_flags_ok(SIM_MQTT_PUBREL, 0x02));
+    assert_false(sim_mqtt_flags_ok(SIM_MQTT_PUBREL, 0x00));
+    assert_false(sim_mqtt_flags_ok(SIM_MQTT_PUBREC, 0x02));
+    assert_false(sim_mqtt_flags_ok(SIM_MQTT_PUBCOMP, 0x01));
+    assert_true(sim_mqtt_flags_ok(SIM_MQTT_PUBCOMP, 0x00));
+    assert_true(sim_mqtt_flags_ok(SIM_MQTT_PUBLISH, 0x0d));
+    assert_false(sim_mqtt_flags_ok(SIM_MQTT_CONNACK, 0x01));
+    assert_true(sim_mqtt_flags_ok(SIM_MQTT_SUBACK, 0x00));
+
+    /* A QoS 2 subscription; QoS 3 does not exist. */
+    const char *f[] = {"r/+"};
+    uint8_t q[] = {2};
+    assert_int_equal(sim_mqtt_encode_subscribe(b, sizeof(b), 4, 5, f, q, 1, &n), 0);
+    assert_int_equal(b[n - 1], 2);
+    q[0] = 3;
+    assert_int_equal(sim_mqtt_encode_subscribe(b, sizeof(b), 4, 5, f, q, 1, &n), -EINVAL);
+}
+
 static void test_connack_names(void **state)
 {
     (void)state;
@@ -261,6 +358,7 @@ static void test_truncations(void **state)
         uint8_t codes[16], r;
         size_t nc;
         (void)sim_mqtt_decode_publish(0x02, b, k, 5, &m);
+        (void)sim_mqtt_decode_publish(0x04, b, k, 5, &m);
         (void)sim_mqtt_decode_ack(b, k, 5, &a);
         (void)sim_mqtt_decode_connack(b, k, 5, &ca);
         (void)sim_mqtt_decode_suback(b, k, 5, &pid, codes, sizeof(codes), &nc);
@@ -279,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_decode_connack_ack),
         cmocka_unit_test(test_decode_suback_publish_disconnect),
+        cmocka_unit_test(test_qos2_exchange),
         cmocka_unit_test(test_connack_names),
         cmocka_unit_test(test_truncations),
     };

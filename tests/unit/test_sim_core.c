@@ -274,6 +274,28 @@ static void test_opts(void **state)
     assert_int_equal(o.shape, SIM_SHAPE_BATCH);
     assert_int_equal(o.shape_n, 4);
 
+    /* QoS 2 on both sides; relay mode: topics PREFIX/{id}, no device
+     * subscriptions, the subscriber on PREFIX/+ unless told otherwise. */
+    const char *relay[] = {"--no-auth", "--qos",          "2",  "--sub-qos", "2", "--relay",
+                           "bench",     "--relay-window", "64", NULL};
+    assert_int_equal(parse(&o, err, relay), 0);
+    assert_int_equal(o.qos, 2);
+    assert_int_equal(o.sub_qos, 2);
+    assert_string_equal(o.relay_prefix, "bench");
+    assert_string_equal(o.subscribe_all, "bench/+");
+    assert_false(o.subscribe);
+    assert_int_equal(o.relay_window, 64);
+    const char *one[] = {"--no-auth",       "--devices",      "1", "--relay", "a/b",
+                         "--subscribe-all", "a/b/sim-000000", NULL};
+    assert_int_equal(parse(&o, err, one), 0);
+    assert_string_equal(o.subscribe_all, "a/b/sim-000000");
+    assert_int_equal(o.relay_window, 0);
+    /* A window with a plain --subscribe-all subscriber. */
+    const char *win[] = {"--no-auth", "--subscribe-all", "x/#", "--relay-window", "1", NULL};
+    assert_int_equal(parse(&o, err, win), 0);
+    assert_null(o.relay_prefix);
+    assert_int_equal(o.relay_window, 1);
+
     const char *help[] = {"--help", NULL};
     assert_int_equal(parse(&o, err, help), 1);
 }
@@ -284,7 +306,7 @@ static void test_opts_refusals(void **state)
     static sim_opts_t o;
     char err[256];
     struct {
-        const char *args[8];
+        const char *args[10];
         const char *says; /* part of the message */
     } cases[] = {
         {{"--no-auth", "--mqtt", "10.1.2.3:1883", NULL}, "--allow-remote"},
@@ -296,7 +318,15 @@ static void test_opts_refusals(void **state)
         {{"--no-auth", "--devices", "0", NULL}, "--devices"},
         {{"--no-auth", "--devices", "2000000", NULL}, "--devices"},
         {{"--no-auth", "--duration", "48h", NULL}, "--duration"},
-        {{"--no-auth", "--qos", "2", NULL}, "--qos"},
+        {{"--no-auth", "--qos", "3", NULL}, "--qos"},
+        {{"--no-auth", "--sub-qos", "3", NULL}, "--sub-qos"},
+        {{"--no-auth", "--relay", "a/+", NULL}, "--relay"},
+        {{"--no-auth", "--relay", "", NULL}, "--relay"},
+        {{"--no-auth", "--relay", "a", "--topic", "t", NULL}, "exclude"},
+        {{"--no-auth", "--relay-window", "10", NULL}, "needs a subscriber"},
+        {{"--no-auth", "--relay", "a", "--relay-window", "0", NULL}, "--relay-window"},
+        {{"--no-auth", "--relay", "a", "--relay-window", "8", "--workers", "2", NULL},
+         "--workers 1"},
         {{"--no-auth", "--drop-at", "70s", NULL}, "--drop-at"},
         {{"--no-auth", "--devices", "2", "--workers", "3", NULL}, "--workers"},
         {{"--no-auth", "--id-prefix", "bad/prefix", NULL}, "--id-prefix"},
@@ -356,6 +386,31 @@ static void test_payload_shapes(void **state)
     assert_int_equal(sim_payload_sent_us((const uint8_t *)b, n, &t), 0);
     assert_int_equal(t, 123456789);
     assert_int_equal(sim_payload_sent_us((const uint8_t *)"{\"x\":1}", 7, &t), -ENOENT);
+
+    /* Relay bodies name their publisher and sequence number, padded to
+     * the same size; the subscriber's scan finds both ("pad" is not "p"). */
+    s = (sim_payload_spec_t){
+        .shape = SIM_SHAPE_SIMPLE, .sent_us = true, .relay = true, .pub = 77, .size = 64};
+    assert_int_equal(sim_payload_build(b, sizeof(b), &s, 123456, 0, 42, &n), 0);
+    assert_int_equal(n, 64);
+    j = load(b, n);
+    assert_int_equal(json_integer_value(json_object_get(j, "p")), 77);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), 123456);
+    json_decref(j);
+    uint64_t pub = 0, seq = 0;
+    assert_int_equal(sim_payload_relay_ids((const uint8_t *)b, n, &pub, &seq), 0);
+    assert_int_equal(pub, 77);
+    assert_int_equal(seq, 123456);
+    static const char nop[] = "{\"pad\":\"xx\",\"seq\":5}";
+    assert_int_equal(sim_payload_relay_ids((const uint8_t *)nop, strlen(nop), &pub, &seq), -ENOENT);
+    static const char noseq[] = "{\"p\":1,\"t\":5}";
+    assert_int_equal(sim_payload_relay_ids((const uint8_t *)noseq, strlen(noseq), &pub, &seq),
+                     -ENOENT);
+    /* A cut body: the number at the very end is still read, never past it. */
+    static const char cut[] = "{\"p\":12,\"seq\":3";
+    assert_int_equal(sim_payload_relay_ids((const uint8_t *)cut, strlen(cut), &pub, &seq), 0);
+    assert_int_equal(pub, 12);
+    assert_int_equal(seq, 3);
 
     s = (sim_payload_spec_t){.shape = SIM_SHAPE_METRICS, .n = 10};
     assert_int_equal(sim_payload_build(b, sizeof(b), &s, 1, 0, 0, &n), 0);
@@ -568,6 +623,87 @@ static void test_stats_merge_report(void **state)
     free(buf);
 }
 
+/* A QoS 2 relay run: PUBREC latency and the watcher's QoS 2 counters merge
+ * and reach both reports. */
+static void test_stats_qos2_relay(void **state)
+{
+    (void)state;
+    static sim_stats_t a, b, m;
+    sim_stats_init(&a);
+    sim_stats_init(&b);
+    a.devices = b.devices = 1;
+    a.pub_sent = a.pub_acked = 500;
+    b.pub_sent = b.pub_acked = 500;
+    a.sub_received = 990;
+    a.sub_duplicates = 3;
+    a.relay_gave_up = 10;
+    a.sub_gaps = 5;
+    b.sub_gaps = 2;
+    b.sub_late = 1;
+    b.sub_duplicates = 1;
+    a.t_first_pub = b.t_first_pub = 1000000;
+    a.t_last_ack = b.t_last_ack = 2000000;
+    a.t_first_sub = 1000000;
+    a.t_last_sub = 1990000;
+    a.t_end = b.t_end = 2500000;
+    for (int i = 1; i <= 500; i++) {
+        sim_hist_add(&a.pubrec, 100);
+        sim_hist_add(&b.pubrec, 300);
+        sim_hist_add(&a.puback, 400);
+        sim_hist_add(&b.puback, 400);
+    }
+    sim_stats_init(&m);
+    sim_stats_merge(&m, &a, true);
+    sim_stats_merge(&m, &b, false);
+    assert_int_equal(m.sub_duplicates, 4);
+    assert_int_equal(m.relay_gave_up, 10);
+    assert_int_equal(m.sub_gaps, 7);
+    assert_int_equal(m.sub_late, 1);
+    assert_int_equal(m.pubrec.n, 1000);
+
+    static sim_opts_t o;
+    char err[256];
+    const char *args[] = {"--no-auth", "--qos",          "2",   "--sub-qos", "2", "--relay",
+                          "bench",     "--relay-window", "100", NULL};
+    assert_int_equal(parse(&o, err, args), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(sim_report_json(f, &o, &m, 0, false), 0);
+    fclose(f);
+    json_t *j = load(buf, len);
+    json_t *tel = json_object_get(j, "telemetry");
+    assert_int_equal(json_integer_value(json_object_get(tel, "qos")), 2);
+    /* QoS 2 counts as acknowledged at PUBCOMP: a rate is reported. */
+    assert_true(fabs(json_real_value(json_object_get(tel, "acked_per_s")) - 1000) < 0.01);
+    json_t *rec = json_object_get(tel, "pubrec_ms");
+    assert_int_equal(json_integer_value(json_object_get(rec, "n")), 1000);
+    assert_true(fabs(json_real_value(json_object_get(rec, "p50")) - 0.1) < 0.01);
+    json_t *w = json_object_get(j, "watcher");
+    assert_string_equal(json_string_value(json_object_get(w, "filter")), "bench/+");
+    assert_int_equal(json_integer_value(json_object_get(w, "qos")), 2);
+    assert_int_equal(json_integer_value(json_object_get(w, "received")), 990);
+    assert_int_equal(json_integer_value(json_object_get(w, "duplicates")), 4);
+    assert_int_equal(json_integer_value(json_object_get(w, "gave_up")), 10);
+    assert_int_equal(json_integer_value(json_object_get(w, "gaps")), 7);
+    assert_int_equal(json_integer_value(json_object_get(w, "late")), 1);
+    assert_int_equal(json_integer_value(json_object_get(w, "relay_window")), 100);
+    /* 990 deliveries over 0.99 s */
+    assert_true(fabs(json_real_value(json_object_get(w, "per_s")) - 1000) < 0.01);
+    json_decref(j);
+    free(buf);
+
+    f = open_memstream(&buf, &len);
+    sim_report_text(f, &o, &m, 0, false);
+    fclose(f);
+    assert_non_null(strstr(buf, "PUBLISH->PUBCOMP"));
+    assert_non_null(strstr(buf, "PUBLISH->PUBREC"));
+    assert_non_null(strstr(buf, "4 duplicates"));
+    assert_non_null(strstr(buf, "10 given up"));
+    assert_non_null(strstr(buf, "7 skipped over, 1 late"));
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,7 +712,7 @@ int main(void)
         cmocka_unit_test(test_parse_targets),      cmocka_unit_test(test_opts),
         cmocka_unit_test(test_opts_refusals),      cmocka_unit_test(test_payload_shapes),
         cmocka_unit_test(test_topics_and_answers), cmocka_unit_test(test_creds),
-        cmocka_unit_test(test_stats_merge_report),
+        cmocka_unit_test(test_stats_merge_report), cmocka_unit_test(test_stats_qos2_relay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
