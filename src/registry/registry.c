@@ -470,6 +470,16 @@ fail:
         done(arg, rc, NULL);
 }
 
+/* Finishes an op: frees it, then reports rc to its caller. */
+static void op_finish(struct op *op, int rc)
+{
+    registry_done_fn done = op->done;
+    void *cb_arg = op->arg;
+    op_free(op);
+    if (done != NULL)
+        done(cb_arg, rc);
+}
+
 static void delete_done(void *arg, int rc, int64_t value)
 {
     (void)value;
@@ -487,31 +497,31 @@ static void delete_done(void *arg, int rc, int64_t value)
                 table_remove(reg, d);
         }
     }
-    registry_done_fn done = op->done;
-    void *cb_arg = op->arg;
-    op_free(op);
-    if (done != NULL)
-        done(cb_arg, rc);
+    op_finish(op, rc);
 }
 
-void registry_delete(registry_t *reg, const char *id, registry_done_fn done, void *arg)
+/* An op on an existing device, or NULL after reporting -ENOENT/-ENOMEM. */
+static struct op *device_op(registry_t *reg, const char *id, enum op_kind kind,
+                            registry_done_fn done, void *arg)
 {
     registry_device_t *d = registry_find(reg, id);
-    if (d == NULL) {
-        if (done != NULL)
-            done(arg, -ENOENT);
-        return;
-    }
-    struct op *op = op_new(reg, OP_DELETE, d->id);
+    struct op *op = d != NULL ? op_new(reg, kind, d->id) : NULL;
     if (op == NULL) {
         if (done != NULL)
-            done(arg, -ENOMEM);
-        return;
+            done(arg, d == NULL ? -ENOENT : -ENOMEM);
+        return NULL;
     }
     op->key = d->key;
     op->done = done;
     op->arg = arg;
-    store_device_delete(reg->st, d->key, delete_done, op);
+    return op;
+}
+
+void registry_delete(registry_t *reg, const char *id, registry_done_fn done, void *arg)
+{
+    struct op *op = device_op(reg, id, OP_DELETE, done, arg);
+    if (op != NULL)
+        store_device_delete(reg->st, op->key, delete_done, op);
 }
 
 static void rotate_done(void *arg, int rc, int64_t value)
@@ -633,35 +643,19 @@ static void revoke_done(void *arg, int rc, int64_t value)
                 reg->revoke(reg->revoke_ctx, op->id, REGISTRY_REVOKED);
         }
     }
-    registry_done_fn done = op->done;
-    void *cb_arg = op->arg;
-    op_free(op);
-    if (done != NULL)
-        done(cb_arg, rc);
+    op_finish(op, rc);
 }
 
 void registry_revoke(registry_t *reg, const char *id, registry_done_fn done, void *arg)
 {
-    registry_device_t *d = registry_find(reg, id);
-    if (d == NULL) {
-        if (done != NULL)
-            done(arg, -ENOENT);
+    struct op *op = device_op(reg, id, OP_REVOKE, done, arg);
+    if (op == NULL)
         return;
-    }
-    struct op *op = op_new(reg, OP_REVOKE, d->id);
-    if (op == NULL) {
-        if (done != NULL)
-            done(arg, -ENOMEM);
-        return;
-    }
-    op->key = d->key;
-    op->done = done;
-    op->arg = arg;
     int64_t now = util_now_ms();
     /* Both writes land in order; the device's completion comes last, so
      * when it reports success the certificates are revoked too. */
-    store_cert_revoke(reg->st, NULL, d->key, now, NULL, NULL);
-    store_device_revoke(reg->st, d->key, now, revoke_done, op);
+    store_cert_revoke(reg->st, NULL, op->key, now, NULL, NULL);
+    store_device_revoke(reg->st, op->key, now, revoke_done, op);
 }
 
 int registry_adopt(registry_t *reg, const store_device_t *sd)
