@@ -69,6 +69,11 @@ void api_reply_error(api_t *api, struct evhttp_request *req, int status, const c
 /* Maps a negative errno from a module to a status and error reply; what
  * names the operation for the detail ("listing devices"). */
 void api_reply_errno(api_t *api, struct evhttp_request *req, int rc, const char *what);
+/* The answer of a list route: {key: arr} with 200 when rc >= 0, else the
+ * error for rc (what names the operation). Takes arr (may be NULL, then
+ * rc should be -ENOMEM). */
+void api_reply_list(api_t *api, struct evhttp_request *req, json_t *arr, int rc, const char *key,
+                    const char *what);
 /* 204, no body. */
 void api_reply_empty(api_t *api, struct evhttp_request *req, int status);
 /* Sends buf (borrowed; drained) as is, with the content type. */

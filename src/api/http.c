@@ -314,6 +314,19 @@ void api_reply_errno(api_t *api, struct evhttp_request *req, int rc, const char 
     }
 }
 
+void api_reply_list(api_t *api, struct evhttp_request *req, json_t *arr, int rc, const char *key,
+                    const char *what)
+{
+    if (arr == NULL && rc >= 0)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        json_decref(arr);
+        api_reply_errno(api, req, rc, what);
+        return;
+    }
+    api_reply_json(api, req, 200, json_pack("{s:o}", key, arr));
+}
+
 void api_reply_empty(api_t *api, struct evhttp_request *req, int status)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");

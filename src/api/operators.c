@@ -327,17 +327,8 @@ static int list_token(void *arg, const store_token_t *t)
 void api_tokens_list(api_req_t *r)
 {
     json_t *arr = json_array();
-    if (arr == NULL) {
-        api_reply_error(r->api, r->req, 500, "internal", "out of memory");
-        return;
-    }
-    int rc = store_token_list(r->api->deps.store, list_token, arr);
-    if (rc < 0) {
-        json_decref(arr);
-        api_reply_errno(r->api, r->req, rc, "listing tokens");
-        return;
-    }
-    api_reply_json(r->api, r->req, 200, json_pack("{s:o}", "tokens", arr));
+    int rc = arr != NULL ? store_token_list(r->api->deps.store, list_token, arr) : -ENOMEM;
+    api_reply_list(r->api, r->req, arr, rc, "tokens", "listing tokens");
 }
 
 /* ---- DELETE /api/v1/tokens/{id} ------------------------------------------------ */
@@ -576,17 +567,8 @@ static int list_user(void *arg, const store_user_t *u)
 void api_users_list(api_req_t *r)
 {
     json_t *arr = json_array();
-    if (arr == NULL) {
-        api_reply_error(r->api, r->req, 500, "internal", "out of memory");
-        return;
-    }
-    int rc = store_user_list(r->api->deps.store, list_user, arr);
-    if (rc < 0) {
-        json_decref(arr);
-        api_reply_errno(r->api, r->req, rc, "listing users");
-        return;
-    }
-    api_reply_json(r->api, r->req, 200, json_pack("{s:o}", "users", arr));
+    int rc = arr != NULL ? store_user_list(r->api->deps.store, list_user, arr) : -ENOMEM;
+    api_reply_list(r->api, r->req, arr, rc, "users", "listing users");
 }
 
 /* Reads {id}; replies 404 or an error when it cannot. */

@@ -119,13 +119,8 @@ void api_certs_list(api_req_t *r)
         return;
     }
     json_t *arr = json_array();
-    int rc = store_cert_list(r->api->deps.store, d->key, cert_one, arr);
-    if (rc < 0) {
-        json_decref(arr);
-        api_reply_errno(r->api, r->req, rc, "listing certificates");
-        return;
-    }
-    api_reply_json(r->api, r->req, 200, json_pack("{s:o}", "certificates", arr));
+    int rc = arr != NULL ? store_cert_list(r->api->deps.store, d->key, cert_one, arr) : -ENOMEM;
+    api_reply_list(r->api, r->req, arr, rc, "certificates", "listing certificates");
 }
 
 static void cert_revoked(void *arg, int rc)
@@ -545,13 +540,8 @@ static int enrollment_one(void *arg, const store_enrollment_t *e)
 void api_enrollments_list(api_req_t *r)
 {
     json_t *arr = json_array();
-    int rc = store_enrollment_list(r->api->deps.store, enrollment_one, arr);
-    if (rc < 0) {
-        json_decref(arr);
-        api_reply_errno(r->api, r->req, rc, "listing enrollments");
-        return;
-    }
-    api_reply_json(r->api, r->req, 200, json_pack("{s:o}", "enrollments", arr));
+    int rc = arr != NULL ? store_enrollment_list(r->api->deps.store, enrollment_one, arr) : -ENOMEM;
+    api_reply_list(r->api, r->req, arr, rc, "enrollments", "listing enrollments");
 }
 
 void api_enrollments_get(api_req_t *r)
