@@ -171,9 +171,11 @@ class Pki:
 
     @staticmethod
     def serial(cert_file):
-        """The serial as droverd prints it: upper-case hex, no leading zeros."""
+        """The serial as droverd prints it: upper-case hex in whole bytes
+        (OpenSSL's BN_bn2hex), as `openssl x509 -serial` prints it too; a
+        serial whose first nibble is 0 keeps its leading zero."""
         s = openssl("x509", "-in", cert_file, "-noout", "-serial").strip()
-        return s.split("=", 1)[1].upper().lstrip("0") or "0"
+        return s.split("=", 1)[1].upper()
 
 
 # ---------------------------------------------------------------- clients
